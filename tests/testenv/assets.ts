@@ -1,0 +1,228 @@
+/**
+ * Finds the control-plane binaries the test environment runs: etcd,
+ * kube-apiserver and kubectl.
+ *
+ * Each binary is looked up, in order, in
+ *   1. TEST_ASSET_ETCD / TEST_ASSET_KUBE_APISERVER / TEST_ASSET_KUBECTL,
+ *   2. $KUBEBUILDER_ASSETS/{etcd,kube-apiserver,kubectl} (the envtest convention),
+ *   3. the cache directory, keyed by version and by the wrapper module's hash,
+ * and otherwise built once with Go from the Go module proxy through the
+ * wrapper modules under gobuild/ (nothing downloaded is committed).
+ */
+
+import { cacheDir, elapsed, exists, Progress, sha256Hex } from "./util.ts";
+
+const GOBUILD = new URL("./gobuild/", import.meta.url).pathname;
+
+export interface Binaries {
+  etcd: string;
+  kubeApiserver: string;
+  kubectl: string;
+}
+
+/** A configured asset path that does not point at a file: one line, no stack. */
+export class AssetError extends Error {
+  override name = "AssetError";
+}
+
+interface Lookup {
+  binary: keyof Binaries;
+  file: string;
+  variable: string;
+}
+
+const LOOKUPS: Lookup[] = [
+  { binary: "etcd", file: "etcd", variable: "TEST_ASSET_ETCD" },
+  { binary: "kubeApiserver", file: "kube-apiserver", variable: "TEST_ASSET_KUBE_APISERVER" },
+  { binary: "kubectl", file: "kubectl", variable: "TEST_ASSET_KUBECTL" },
+];
+
+/** One Go wrapper module and what it builds. */
+interface GoBuild {
+  dir: string;
+  /** The module whose `require` line pins the release, e.g. k8s.io/kubernetes. */
+  pinned: string;
+  packages: string[];
+  outputs: string[];
+  ldflags: (version: string) => string;
+}
+
+const KUBE_BUILD: GoBuild = {
+  dir: `${GOBUILD}kube`,
+  pinned: "k8s.io/kubernetes",
+  packages: ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl"],
+  outputs: ["kube-apiserver", "kubectl"],
+  // Without these the binaries report v0.0.0-master and kubectl warns about skew.
+  ldflags: (v) => {
+    const [major, minor] = v.slice(1).split(".");
+    const pkg = "k8s.io/component-base/version";
+    return [
+      "-s -w",
+      `-X ${pkg}.gitVersion=${v}`,
+      `-X ${pkg}.gitMajor=${major}`,
+      `-X ${pkg}.gitMinor=${minor}`,
+      `-X ${pkg}.gitTreeState=clean`,
+    ].join(" ");
+  },
+};
+
+const ETCD_BUILD: GoBuild = {
+  dir: `${GOBUILD}etcd`,
+  pinned: "go.etcd.io/etcd/server/v3",
+  packages: ["."],
+  outputs: ["etcd"],
+  ldflags: () => "-s -w",
+};
+
+/** Reads the pinned version from a wrapper module's go.mod (the one source of truth). */
+export async function pinnedVersion(build: GoBuild): Promise<string> {
+  const gomod = await Deno.readTextFile(`${build.dir}/go.mod`);
+  const match = gomod.match(new RegExp(`^\\s*require\\s+${build.pinned}\\s+(v\\S+)`, "m"));
+  if (!match) throw new Error(`${build.dir}/go.mod has no 'require ${build.pinned} <version>'`);
+  return match[1];
+}
+
+export function kubernetesVersion(): Promise<string> {
+  return pinnedVersion(KUBE_BUILD);
+}
+
+function configuredPath(env: Record<string, string | undefined>, l: Lookup): string | undefined {
+  const direct = env[l.variable];
+  if (direct) return direct;
+  const assets = env.KUBEBUILDER_ASSETS;
+  return assets ? `${assets.replace(/\/$/, "")}/${l.file}` : undefined;
+}
+
+async function checkConfigured(
+  env: Record<string, string | undefined>,
+  l: Lookup,
+): Promise<string | undefined> {
+  const path = configuredPath(env, l);
+  if (!path) return undefined;
+  const variable = env[l.variable] ? l.variable : "KUBEBUILDER_ASSETS";
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch {
+    throw new AssetError(`${variable}=${env[variable]}: ${l.file} not found at ${path}`);
+  }
+  if (!info.isFile || ((info.mode ?? 0o111) & 0o111) === 0) {
+    throw new AssetError(`${variable}=${env[variable]}: ${path} is not an executable file`);
+  }
+  return path;
+}
+
+/**
+ * Cache folder for one build: the version plus a hash of go.mod and go.sum, so
+ * changing the wrapper module (a new replace, a bumped dependency) rebuilds.
+ */
+async function cacheFolder(build: GoBuild, version: string): Promise<string> {
+  const sums = await Promise.all(
+    ["go.mod", "go.sum"].map((f) => Deno.readTextFile(`${build.dir}/${f}`)),
+  );
+  const hash = (await sha256Hex(sums.join("\0"))).slice(0, 10);
+  const name = build.outputs.includes("etcd") ? "etcd" : "kubernetes";
+  return `${cacheDir()}/bin/${name}-${version}-${hash}`;
+}
+
+async function buildOnce(build: GoBuild, log: (line: string) => void): Promise<string> {
+  const version = await pinnedVersion(build);
+  const folder = await cacheFolder(build, version);
+  if (await allPresent(folder, build.outputs)) return folder;
+
+  // Build into a private folder and rename it into place, so an interrupted
+  // build never leaves a half-written cache entry behind.
+  const staging = `${folder}.partial-${Deno.pid}`;
+  await Deno.mkdir(staging, { recursive: true });
+  const label = `${build.outputs.join(", ")} ${version}`;
+  const progress = new Progress(`building ${label} with Go (first run only)`, log);
+  try {
+    await goBuild(build, version, staging, progress);
+    try {
+      await Deno.rename(staging, folder);
+    } catch (err) {
+      // Another run finished the same build first: use theirs.
+      if (!(await allPresent(folder, build.outputs))) throw err;
+    }
+  } finally {
+    progress.stop();
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
+  }
+  log(`built ${label} in ${progress.elapsedText()} → ${folder}`);
+  return folder;
+}
+
+async function goBuild(build: GoBuild, version: string, out: string, progress: Progress) {
+  const command = new Deno.Command("go", {
+    args: [
+      "build",
+      "-v",
+      "-trimpath",
+      "-ldflags",
+      build.ldflags(version),
+      "-o",
+      `${out}/`,
+      ...build.packages,
+    ],
+    cwd: build.dir,
+    env: { GOWORK: "off", CGO_ENABLED: "0", GOFLAGS: "-mod=readonly" },
+    stdout: "piped",
+    stderr: "piped",
+  });
+  let child: Deno.ChildProcess;
+  try {
+    child = command.spawn();
+  } catch (err) {
+    throw new AssetError(
+      `cannot run 'go' to build ${build.outputs.join(", ")}: ${(err as Error).message}; ` +
+        "install Go 1.26+ or set KUBEBUILDER_ASSETS",
+    );
+  }
+  // `go build -v` prints one line per package it compiles: a cheap progress count.
+  const tail: string[] = [];
+  const count = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      for (const line of chunk.split("\n")) {
+        if (!line) continue;
+        progress.tick();
+        tail.push(line);
+        if (tail.length > 40) tail.shift();
+      }
+    }
+  };
+  const [status] = await Promise.all([child.status, count(child.stdout), count(child.stderr)]);
+  if (!status.success) {
+    throw new Error(`go build in ${build.dir} failed (exit ${status.code}):\n${tail.join("\n")}`);
+  }
+}
+
+async function allPresent(folder: string, files: string[]): Promise<boolean> {
+  const found = await Promise.all(files.map((f) => exists(`${folder}/${f}`)));
+  return found.every(Boolean);
+}
+
+/**
+ * Resolves all three binaries. Configured paths are checked first, so a wrong
+ * KUBEBUILDER_ASSETS fails in a second instead of after a long build.
+ */
+export async function resolveBinaries(
+  env: Record<string, string | undefined>,
+  log: (line: string) => void,
+): Promise<Binaries> {
+  const configured: Partial<Binaries> = {};
+  for (const l of LOOKUPS) configured[l.binary] = await checkConfigured(env, l);
+
+  const started = Date.now();
+  const needKube = !configured.kubeApiserver || !configured.kubectl;
+  const [kubeDir, etcdDir] = await Promise.all([
+    needKube ? buildOnce(KUBE_BUILD, log) : undefined,
+    configured.etcd ? undefined : buildOnce(ETCD_BUILD, log),
+  ]);
+  const binaries: Binaries = {
+    etcd: configured.etcd ?? `${etcdDir}/etcd`,
+    kubeApiserver: configured.kubeApiserver ?? `${kubeDir}/kube-apiserver`,
+    kubectl: configured.kubectl ?? `${kubeDir}/kubectl`,
+  };
+  if (Date.now() - started > 2000) log(`binaries ready after ${elapsed(started)}`);
+  return binaries;
+}

@@ -1,0 +1,65 @@
+/**
+ * How integration tests reach the test environment.
+ *
+ * Under `deno task test` the runner has started one and names its
+ * testenv.json in KUBEECR_TESTENV. A test file run on its own
+ * (`deno test -A tests/integration/x_test.ts`) starts a private one instead,
+ * stopped when the test process unloads.
+ */
+
+import * as k8s from "@kubernetes/client-node";
+import { startTestEnv, type TestEnvInfo } from "./env.ts";
+import { run } from "./util.ts";
+
+let shared: Promise<TestEnvInfo> | undefined;
+
+export function testEnv(): Promise<TestEnvInfo> {
+  shared ??= (async () => {
+    const file = Deno.env.get("KUBEECR_TESTENV");
+    if (file) return JSON.parse(await Deno.readTextFile(file)) as TestEnvInfo;
+    const env = await startTestEnv();
+    // unload handlers cannot await: kill the servers synchronously instead.
+    globalThis.addEventListener("unload", () => {
+      const pids = Deno.readTextFileSync(`${env.dir}/owner.pid`).split("\n").slice(1);
+      for (const pid of pids) {
+        try {
+          Deno.kill(Number(pid), "SIGKILL");
+        } catch { /* already gone */ }
+      }
+      Deno.removeSync(env.dir, { recursive: true });
+    });
+    return env;
+  })();
+  return shared;
+}
+
+/** Identity used by a client: the admin certificate, the no-grant one, or a bearer token. */
+export type Identity = "admin" | "nobody" | { token: string };
+
+export function kubeConfigFor(env: TestEnvInfo, who: Identity): k8s.KubeConfig {
+  const user = who === "admin"
+    ? { name: "admin", certFile: env.admin.cert, keyFile: env.admin.key }
+    : who === "nobody"
+    ? { name: "nobody", certFile: env.nobody.cert, keyFile: env.nobody.key }
+    : { name: "token", token: who.token };
+  const kc = new k8s.KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: "testenv", server: env.server, caFile: env.caCert, skipTLSVerify: false }],
+    users: [user],
+    contexts: [{ name: "testenv", cluster: "testenv", user: user.name }],
+    currentContext: "testenv",
+  });
+  return kc;
+}
+
+/** Runs the environment's kubectl as admin; stdin is optional (for `apply -f -`). */
+export async function kubectl(env: TestEnvInfo, args: string[], stdin?: string): Promise<string> {
+  return await run(env.kubectl, ["--kubeconfig", env.kubeconfig, ...args], { stdin });
+}
+
+/** A namespace of its own for each test, so tests never see each other's objects. */
+export async function freshNamespace(env: TestEnvInfo, prefix: string): Promise<string> {
+  const name = `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+  await kubectl(env, ["create", "namespace", name]);
+  return name;
+}

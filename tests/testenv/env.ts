@@ -1,0 +1,387 @@
+/**
+ * The integration-test environment: a real etcd + kube-apiserver (RBAC,
+ * service-account token signing, client-certificate admin) and moto as the
+ * AWS endpoint, all on free 127.0.0.1 ports, in one temporary directory.
+ *
+ * `stop()` ends every process and removes the directory. It is also called on
+ * SIGINT/SIGTERM/SIGHUP, and environments whose owner died without stopping
+ * them (SIGKILL) are reaped by the next start.
+ */
+
+import { type Binaries, resolveBinaries } from "./assets.ts";
+import { ensureMoto } from "./moto.ts";
+import { createPki, type Pki } from "./pki.ts";
+import { elapsed, freePort, run, waitUntil } from "./util.ts";
+
+/** Everything a test needs to reach the environment; also written as testenv.json. */
+export interface TestEnvInfo {
+  dir: string;
+  server: string;
+  kubernetesVersion: string;
+  kubeconfig: string;
+  kubectl: string;
+  caCert: string;
+  admin: { cert: string; key: string };
+  nobody: { cert: string; key: string };
+  auditLog: string;
+  motoUrl: string;
+  /** AWS_* variables that point the AWS SDK at moto with test credentials. */
+  awsEnv: Record<string, string>;
+  /** Shell file exporting KUBECONFIG, PATH and the AWS_* variables. */
+  envFile: string;
+  startupSeconds: number;
+}
+
+export interface TestEnv extends TestEnvInfo {
+  stop(): Promise<void>;
+}
+
+const PREFIX = "kubeecr-testenv-";
+const OWNER_FILE = "owner.pid";
+
+interface Managed {
+  name: string;
+  child: Deno.ChildProcess;
+  log: string;
+  exited?: Deno.CommandStatus;
+}
+
+function spawn(
+  name: string,
+  cmd: string,
+  args: string[],
+  dir: string,
+  env?: Record<string, string>,
+): Managed {
+  const log = `${dir}/${name}.log`;
+  const file = Deno.openSync(log, { write: true, create: true, truncate: true });
+  const child = new Deno.Command(cmd, {
+    args,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const m: Managed = { name, child, log };
+  // Both streams go to one log file per server, read back when it fails to start.
+  const sink = (s: ReadableStream<Uint8Array>) =>
+    s.pipeTo(
+      new WritableStream({
+        write: (chunk) => {
+          file.writeSync(chunk);
+        },
+      }),
+    ).catch(() => {});
+  Promise.all([sink(child.stdout), sink(child.stderr)]).finally(() => file.close());
+  child.status.then((s) => m.exited = s);
+  return m;
+}
+
+async function tailOf(path: string, lines = 15): Promise<string> {
+  const text = await Deno.readTextFile(path).catch(() => "");
+  return text.trimEnd().split("\n").slice(-lines).join("\n");
+}
+
+function exitedText(m: Managed): string | undefined {
+  return m.exited ? `${m.name} exited with code ${m.exited.code}; see ${m.log}` : undefined;
+}
+
+async function stopProcess(m: Managed) {
+  if (m.exited) return;
+  try {
+    m.child.kill("SIGTERM");
+  } catch { /* already gone */ }
+  const timeout = new Promise<"timeout">((r) => {
+    const t = setTimeout(() => r("timeout"), 5000);
+    m.child.status.finally(() => clearTimeout(t));
+  });
+  if ((await Promise.race([m.child.status, timeout])) === "timeout") {
+    try {
+      m.child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await m.child.status;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes environments left behind by a run that was killed outright: their
+ * owner pid is gone, so their servers (recorded in owner.pid) are ended and
+ * their directory removed. A server is only killed if its command line still
+ * names that directory, so a recycled pid is never hit.
+ */
+export async function reapOrphans(tmp: string, log: (line: string) => void) {
+  for await (const entry of Deno.readDir(tmp)) {
+    if (!entry.isDirectory || !entry.name.startsWith(PREFIX)) continue;
+    const dir = `${tmp}/${entry.name}`;
+    const pids = (await Deno.readTextFile(`${dir}/${OWNER_FILE}`).catch(() => ""))
+      .split(/\s+/).filter(Boolean).map(Number);
+    if (pids.length === 0 || isAlive(pids[0])) continue;
+    for (const pid of pids.slice(1)) {
+      const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`).catch(() => "");
+      const environ = await Deno.readTextFile(`/proc/${pid}/environ`).catch(() => "");
+      if (cmdline.includes(dir) || environ.includes(`KUBEECR_TESTENV_DIR=${dir}\0`)) {
+        Deno.kill(pid, "SIGKILL");
+      }
+    }
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    log(`removed the leftovers of an earlier run: ${dir}`);
+  }
+}
+
+function kubeconfigYaml(
+  server: string,
+  pki: { ca: string; cert: string; key: string },
+  user: string,
+) {
+  const b64 = (path: string) => btoa(Deno.readTextFileSync(path));
+  return `apiVersion: v1
+kind: Config
+clusters:
+- name: kubeecr-testenv
+  cluster:
+    server: ${server}
+    certificate-authority-data: ${b64(pki.ca)}
+users:
+- name: ${user}
+  user:
+    client-certificate-data: ${b64(pki.cert)}
+    client-key-data: ${b64(pki.key)}
+contexts:
+- name: kubeecr-testenv
+  context:
+    cluster: kubeecr-testenv
+    user: ${user}
+current-context: kubeecr-testenv
+`;
+}
+
+/**
+ * Audit every request at Metadata level: tests read it to prove which
+ * namespaces and verbs an identity used, as seen by the API server itself.
+ */
+const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+`;
+
+function shellQuote(v: string): string {
+  return `'${v.replaceAll("'", `'\\''`)}'`;
+}
+
+export interface StartOptions {
+  log?: (line: string) => void;
+  /** Environment used to look up TEST_ASSET_* and KUBEBUILDER_ASSETS. */
+  env?: Record<string, string | undefined>;
+}
+
+async function startServers(
+  dir: string,
+  bins: Binaries,
+  motoServer: string,
+  pki: Pki,
+  track: (m: Managed) => void,
+) {
+  const etcdPort = freePort();
+  const peerPort = freePort();
+  const etcdUrl = `http://127.0.0.1:${etcdPort}`;
+  const etcd = spawn("etcd", bins.etcd, [
+    `--name=testenv`,
+    `--data-dir=${dir}/etcd`,
+    `--listen-client-urls=${etcdUrl}`,
+    `--advertise-client-urls=${etcdUrl}`,
+    `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
+    `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
+    `--initial-cluster=testenv=http://127.0.0.1:${peerPort}`,
+    "--unsafe-no-fsync",
+    "--log-level=warn",
+  ], dir);
+  track(etcd);
+
+  const motoPort = freePort();
+  const motoUrl = `http://127.0.0.1:${motoPort}`;
+  // moto's command line does not name the directory; its environment does,
+  // which is what the orphan reaper matches on.
+  const moto = spawn("moto", motoServer, ["-H", "127.0.0.1", "-p", String(motoPort)], dir, {
+    KUBEECR_TESTENV_DIR: dir,
+  });
+  track(moto);
+
+  await waitUntil("etcd", async () => (await fetch(`${etcdUrl}/health`)).ok, {
+    timeoutMs: 30_000,
+    failed: () => exitedText(etcd),
+  });
+
+  const port = freePort();
+  const server = `https://127.0.0.1:${port}`;
+  await Deno.writeTextFile(`${dir}/audit-policy.yaml`, AUDIT_POLICY);
+  const apiserver = spawn("kube-apiserver", bins.kubeApiserver, [
+    `--etcd-servers=${etcdUrl}`,
+    `--cert-dir=${dir}/apiserver`,
+    `--tls-cert-file=${pki.serving.cert}`,
+    `--tls-private-key-file=${pki.serving.key}`,
+    `--client-ca-file=${pki.caCert}`,
+    `--secure-port=${port}`,
+    "--bind-address=127.0.0.1",
+    "--advertise-address=127.0.0.1",
+    // The default reconciler refuses a loopback advertise address; the tests
+    // never need the kubernetes Service endpoints it would maintain.
+    "--endpoint-reconciler-type=none",
+    "--service-cluster-ip-range=10.0.0.0/24",
+    "--authorization-mode=RBAC",
+    "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+    `--service-account-key-file=${pki.serviceAccountPub}`,
+    `--service-account-signing-key-file=${pki.serviceAccountKey}`,
+    `--audit-policy-file=${dir}/audit-policy.yaml`,
+    `--audit-log-path=${dir}/audit.log`,
+    "--audit-log-mode=blocking",
+    "--enable-priority-and-fairness=false",
+    "--profiling=false",
+    "--v=1",
+  ], dir);
+  track(apiserver);
+
+  const client = Deno.createHttpClient({
+    caCerts: [await Deno.readTextFile(pki.caCert)],
+    cert: await Deno.readTextFile(pki.admin.cert),
+    key: await Deno.readTextFile(pki.admin.key),
+  });
+  try {
+    await waitUntil(
+      "kube-apiserver",
+      async () => {
+        const res = await fetch(`${server}/readyz`, { client });
+        await res.body?.cancel();
+        return res.ok;
+      },
+      {
+        timeoutMs: 60_000,
+        failed: () => exitedText(apiserver),
+      },
+    );
+  } finally {
+    client.close();
+  }
+  await waitUntil("moto", async () => {
+    const res = await fetch(`${motoUrl}/moto-api/data.json`);
+    await res.body?.cancel();
+    return res.ok;
+  }, { timeoutMs: 30_000, failed: () => exitedText(moto) });
+  return { server, motoUrl };
+}
+
+export async function startTestEnv(opts: StartOptions = {}): Promise<TestEnv> {
+  const log = opts.log ?? ((line: string) => console.error(line));
+  const started = Date.now();
+  const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
+  await reapOrphans(tmp, log);
+
+  // Binaries and the venv come first: they may take minutes on a cold cache,
+  // and nothing is started (so nothing can leak) until they are there.
+  const [bins, motoServer] = await Promise.all([
+    resolveBinaries(opts.env ?? Deno.env.toObject(), log),
+    ensureMoto(log),
+  ]);
+  const kubernetesVersion = (await run(bins.kubeApiserver, ["--version"])).trim().split(" ").pop()!;
+
+  const readyFrom = Date.now();
+  const dir = await Deno.makeTempDir({ prefix: PREFIX });
+  const processes: Managed[] = [];
+  const writeOwner = () =>
+    Deno.writeTextFileSync(
+      `${dir}/${OWNER_FILE}`,
+      [Deno.pid, ...processes.map((p) => p.child.pid)].join("\n"),
+    );
+  writeOwner();
+
+  let stopped: Promise<void> | undefined;
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  const onSignal = () => {
+    log("interrupted: stopping the test environment");
+    stop().finally(() => Deno.exit(130));
+  };
+  const stop = () => {
+    stopped ??= (async () => {
+      for (const s of signals) Deno.removeSignalListener(s, onSignal);
+      // etcd goes last: the API server drains its requests against it on the way down.
+      const etcd = processes.filter((p) => p.name === "etcd");
+      await Promise.all(processes.filter((p) => p.name !== "etcd").map(stopProcess));
+      await Promise.all(etcd.map(stopProcess));
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    })();
+    return stopped;
+  };
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+
+  try {
+    const pki = await createPki(`${dir}/pki`);
+    // owner.pid is rewritten after every spawn, so a reaper always knows every server.
+    const { server, motoUrl } = await startServers(dir, bins, motoServer, pki, (m) => {
+      processes.push(m);
+      writeOwner();
+    });
+
+    const kubeconfig = `${dir}/kubeconfig`;
+    await Deno.writeTextFile(
+      kubeconfig,
+      kubeconfigYaml(server, { ca: pki.caCert, cert: pki.admin.cert, key: pki.admin.key }, "admin"),
+      { mode: 0o600 },
+    );
+    const awsEnv = {
+      AWS_ENDPOINT_URL_ECR: motoUrl,
+      AWS_ENDPOINT_URL_STS: motoUrl,
+      AWS_REGION: "us-east-1",
+      AWS_ACCESS_KEY_ID: "testing",
+      AWS_SECRET_ACCESS_KEY: "testing",
+    };
+    const kubectlDir = bins.kubectl.slice(0, bins.kubectl.lastIndexOf("/"));
+    const envFile = `${dir}/env.sh`;
+    const exports = [
+      `export KUBECONFIG=${shellQuote(kubeconfig)}`,
+      `export PATH=${shellQuote(kubectlDir)}:"$PATH"`,
+      ...Object.entries(awsEnv).map(([k, v]) => `export ${k}=${shellQuote(v)}`),
+    ];
+    await Deno.writeTextFile(
+      envFile,
+      `# kubeecr test environment (${dir})\n${exports.join("\n")}\n`,
+    );
+
+    const info: TestEnvInfo = {
+      dir,
+      server,
+      kubernetesVersion,
+      kubeconfig,
+      kubectl: bins.kubectl,
+      caCert: pki.caCert,
+      admin: pki.admin,
+      nobody: pki.nobody,
+      auditLog: `${dir}/audit.log`,
+      motoUrl,
+      awsEnv,
+      envFile,
+      startupSeconds: (Date.now() - readyFrom) / 1000,
+    };
+    await Deno.writeTextFile(`${dir}/testenv.json`, JSON.stringify(info, null, 2));
+    log(
+      `test environment ready in ${elapsed(readyFrom)} (${elapsed(started)} in all): ` +
+        `Kubernetes ${kubernetesVersion} at ${server}, moto at ${motoUrl}`,
+    );
+    return { ...info, stop };
+  } catch (err) {
+    for (const p of processes) {
+      if (p.exited) log(`--- ${p.name} log (tail) ---\n${await tailOf(p.log)}`);
+    }
+    await stop();
+    throw err;
+  }
+}

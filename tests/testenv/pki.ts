@@ -1,0 +1,137 @@
+/**
+ * Certificates and keys for the test control plane, made with the openssl
+ * command (Deno's WebCrypto cannot write X.509). Everything lives in the
+ * environment's own temporary directory and is valid for two days.
+ */
+
+import { run } from "./util.ts";
+
+export interface KeyPair {
+  cert: string;
+  key: string;
+}
+
+export interface Pki {
+  caCert: string;
+  caKey: string;
+  serving: KeyPair;
+  /** Client certificate in group system:masters: the tests' admin identity. */
+  admin: KeyPair;
+  /** Client certificate with no RBAC grants at all, to prove 403s are real. */
+  nobody: KeyPair;
+  /** Key pair with which kube-apiserver signs and verifies service-account tokens. */
+  serviceAccountKey: string;
+  serviceAccountPub: string;
+}
+
+/** The names the serving certificate carries; kubernetes.default.svc is the in-pod name. */
+export const SERVING_NAMES = [
+  "DNS:localhost",
+  "DNS:kubernetes",
+  "DNS:kubernetes.default",
+  "DNS:kubernetes.default.svc",
+  "DNS:kubernetes.default.svc.cluster.local",
+  "IP:127.0.0.1",
+];
+
+const DAYS = "2";
+
+async function ecKey(path: string) {
+  await run("openssl", [
+    "genpkey",
+    "-algorithm",
+    "EC",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-out",
+    path,
+  ]);
+}
+
+async function signed(
+  dir: string,
+  name: string,
+  subject: string,
+  extensions: string,
+  ca: { cert: string; key: string },
+): Promise<KeyPair> {
+  const key = `${dir}/${name}.key`;
+  const csr = `${dir}/${name}.csr`;
+  const cert = `${dir}/${name}.crt`;
+  const ext = `${dir}/${name}.ext`;
+  await ecKey(key);
+  await run("openssl", ["req", "-new", "-key", key, "-subj", subject, "-out", csr]);
+  await Deno.writeTextFile(ext, extensions);
+  await run("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    csr,
+    "-CA",
+    ca.cert,
+    "-CAkey",
+    ca.key,
+    "-CAcreateserial",
+    "-days",
+    DAYS,
+    "-extfile",
+    ext,
+    "-out",
+    cert,
+  ]);
+  return { cert, key };
+}
+
+export async function createPki(dir: string): Promise<Pki> {
+  await Deno.mkdir(dir, { recursive: true });
+  const caKey = `${dir}/ca.key`;
+  const caCert = `${dir}/ca.crt`;
+  await ecKey(caKey);
+  await run("openssl", [
+    "req",
+    "-x509",
+    "-new",
+    "-key",
+    caKey,
+    "-subj",
+    "/CN=kubeecr-testenv-ca",
+    "-days",
+    DAYS,
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+    "-out",
+    caCert,
+  ]);
+  const ca = { cert: caCert, key: caKey };
+  const leaf = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n";
+  const [serving, admin, nobody] = await Promise.all([
+    signed(
+      dir,
+      "serving",
+      "/CN=kube-apiserver",
+      `${leaf}extendedKeyUsage=serverAuth\nsubjectAltName=${SERVING_NAMES.join(",")}\n`,
+      ca,
+    ),
+    signed(
+      dir,
+      "admin",
+      "/O=system:masters/CN=kubeecr-test-admin",
+      `${leaf}extendedKeyUsage=clientAuth\n`,
+      ca,
+    ),
+    signed(
+      dir,
+      "nobody",
+      "/O=kubeecr-test/CN=kubeecr-test-nobody",
+      `${leaf}extendedKeyUsage=clientAuth\n`,
+      ca,
+    ),
+  ]);
+  const serviceAccountKey = `${dir}/sa.key`;
+  const serviceAccountPub = `${dir}/sa.pub`;
+  await ecKey(serviceAccountKey);
+  await run("openssl", ["pkey", "-in", serviceAccountKey, "-pubout", "-out", serviceAccountPub]);
+  return { caCert, caKey, serving, admin, nobody, serviceAccountKey, serviceAccountPub };
+}
