@@ -1,0 +1,96 @@
+// Parses the `deft.com/kubeecr` annotation value into ECR registries.
+// Pure: a bad value becomes an AnnotationError for that Secret only; the
+// caller turns it into a Warning event and leaves the Secret untouched.
+
+import { AnnotationError } from "./errors.ts";
+
+export interface Registry {
+  /** 12-digit AWS account id, e.g. "123456789012". */
+  account: string;
+  /** AWS region name, e.g. "us-west-2". */
+  region: string;
+  /** Registry host, e.g. "123456789012.dkr.ecr.us-west-2.amazonaws.com". */
+  host: string;
+}
+
+// Appended to every message so a user can fix the value without the docs.
+const EXPECTED =
+  "expected <12-digit account>/<region>[,<account>/<region>...], e.g. 123456789012/us-west-2";
+
+const ACCOUNT_RE = /^[0-9]{12}$/;
+// Partition prefix, optional "-gov", a direction word, a number:
+// us-west-2, us-gov-west-1, cn-north-1, ap-southeast-3, il-central-1.
+const REGION_RE = /^[a-z]{2}(-gov)?-[a-z]+-\d{1,2}$/;
+
+/**
+ * "123456789012/us-west-2, 210987654321/eu-central-1" → two registries.
+ * Duplicates are dropped (first occurrence wins) so a Secret listing one
+ * registry twice is not an error and gets one `auths` entry.
+ */
+export function parseAnnotation(key: string, value: string): Registry[] {
+  const fail = (what: string): never => {
+    throw new AnnotationError(
+      key,
+      value,
+      `annotation ${key}=${JSON.stringify(value)}: ${what}; ${EXPECTED}`,
+    );
+  };
+
+  if (value.trim() === "") fail("value is empty");
+
+  const items = value.split(",");
+  const out: Registry[] = [];
+  const seen = new Set<string>();
+  items.forEach((raw, i) => {
+    const item = raw.trim();
+    if (item === "") {
+      // "a,,b" or "a," — almost always a typo, so say where it is.
+      fail(`item ${i + 1} of ${items.length} is empty (stray comma?)`);
+    }
+    const reg = parseItem(item, (what) => fail(`item ${JSON.stringify(item)}: ${what}`));
+    if (!seen.has(reg.host)) {
+      seen.add(reg.host);
+      out.push(reg);
+    }
+  });
+  return out;
+}
+
+function parseItem(item: string, fail: (what: string) => never): Registry {
+  const parts = item.split("/");
+  if (parts.length === 1) {
+    // A bare account is the most likely mistake: say the region is missing.
+    if (ACCOUNT_RE.test(item)) fail("region is missing");
+    fail('missing "/" between account and region');
+  }
+  if (parts.length > 2) {
+    fail(`has ${parts.length - 1} "/" but must have exactly one (trailing slash?)`);
+  }
+  // No trimming inside an item: "123456789012 / us-west-2" is reported, not
+  // guessed at (whitespace is allowed around items only).
+  const [account, region] = parts;
+  if (account === "") fail("account is missing");
+  if (!/^[0-9]+$/.test(account)) {
+    fail(`account ${JSON.stringify(account)} must contain only digits`);
+  }
+  if (!ACCOUNT_RE.test(account)) {
+    fail(`account ${JSON.stringify(account)} must be exactly 12 digits`);
+  }
+  if (region === "") fail("region is missing");
+  if (!REGION_RE.test(region)) {
+    const q = JSON.stringify(region);
+    fail(`region ${q} is not an AWS region name (lowercase, like us-west-2 or us-gov-west-1)`);
+  }
+  return { account, region, host: hostFor(account, region) };
+}
+
+/** ECR registry host; the China partition lives under amazonaws.com.cn. */
+export function hostFor(account: string, region: string): string {
+  const suffix = region.startsWith("cn-") ? "amazonaws.com.cn" : "amazonaws.com";
+  return `${account}.dkr.ecr.${region}.${suffix}`;
+}
+
+/** Distinct regions in first-seen order: one ECR token is fetched per region. */
+export function regionsOf(regs: Registry[]): string[] {
+  return [...new Set(regs.map((r) => r.region))];
+}

@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import { parseAnnotation, regionsOf, type Registry } from "../../lib/annotation.ts";
+import { AnnotationError } from "../../lib/errors.ts";
+
+const KEY = "deft.com/kubeecr";
+const EXAMPLE = "expected <12-digit account>/<region>[,<account>/<region>...], " +
+  "e.g. 123456789012/us-west-2";
+
+const reg = (account: string, region: string, suffix = "amazonaws.com"): Registry => ({
+  account,
+  region,
+  host: `${account}.dkr.ecr.${region}.${suffix}`,
+});
+
+Deno.test("parseAnnotation accepts valid values", async (t) => {
+  const cases: [string, string, Registry[]][] = [
+    ["single item (the fixture)", "123456789012/us-west-2", [reg("123456789012", "us-west-2")]],
+    [
+      "several items with spaces around them",
+      "  123456789012/us-west-2 ,\t210987654321/eu-central-1 ",
+      [reg("123456789012", "us-west-2"), reg("210987654321", "eu-central-1")],
+    ],
+    [
+      "duplicates dropped, first order kept",
+      "210987654321/eu-central-1,123456789012/us-west-2, 210987654321/eu-central-1",
+      [reg("210987654321", "eu-central-1"), reg("123456789012", "us-west-2")],
+    ],
+    [
+      "same account in two regions",
+      "123456789012/us-west-2,123456789012/us-east-1",
+      [reg("123456789012", "us-west-2"), reg("123456789012", "us-east-1")],
+    ],
+    [
+      "China region uses amazonaws.com.cn",
+      "123456789012/cn-north-1",
+      [reg("123456789012", "cn-north-1", "amazonaws.com.cn")],
+    ],
+    ["GovCloud region", "123456789012/us-gov-west-1", [reg("123456789012", "us-gov-west-1")]],
+    ["ap-southeast-3", "123456789012/ap-southeast-3", [reg("123456789012", "ap-southeast-3")]],
+    ["il-central-1", "123456789012/il-central-1", [reg("123456789012", "il-central-1")]],
+  ];
+  for (const [name, value, want] of cases) {
+    await t.step(name, () => assert.deepEqual(parseAnnotation(KEY, value), want));
+  }
+});
+
+Deno.test("parseAnnotation rejects invalid values with a specific message", async (t) => {
+  // [case, value, fragment that only this kind of mistake produces]
+  const cases: [string, string, string][] = [
+    ["empty", "", "value is empty"],
+    ["whitespace only", "  \t ", "value is empty"],
+    [
+      "account too short",
+      "12345/us-west-2",
+      'item "12345/us-west-2": account "12345" must be exactly 12 digits',
+    ],
+    [
+      "account too long",
+      "1234567890123/us-west-2",
+      'account "1234567890123" must be exactly 12 digits',
+    ],
+    ["account not digits", "12345678901a/us-west-2", 'account "12345678901a" must contain only'],
+    ["account empty", "/us-west-2", "account is missing"],
+    ["region missing", "123456789012", 'item "123456789012": region is missing'],
+    ["region empty after slash", "123456789012/", 'item "123456789012/": region is missing'],
+    ["missing slash", "123456789012us-west-2", 'missing "/" between account and region'],
+    ["region without number", "123456789012/us-west", 'region "us-west" is not an AWS region'],
+    ["region upper case", "123456789012/US-WEST-2", 'region "US-WEST-2" is not an AWS region'],
+    ["region without dashes", "123456789012/uswest2", 'region "uswest2" is not an AWS region'],
+    [
+      "double dash in region",
+      "123456789012/us--west-2",
+      'region "us--west-2" is not an AWS region',
+    ],
+    ["space inside item", "123456789012 /us-west-2", 'account "123456789012 " must contain'],
+    ["trailing slash", "123456789012/us-west-2/", '"/" but must have exactly one'],
+    ["empty middle item", "123456789012/us-west-2,,210987654321/eu-west-1", "item 2 of 3 is empty"],
+    ["trailing comma", "123456789012/us-west-2,", "item 2 of 2 is empty"],
+    [
+      "one bad item among good ones is named",
+      "123456789012/us-west-2, 21098765432/eu-west-1",
+      'item "21098765432/eu-west-1": account "21098765432" must be exactly 12 digits',
+    ],
+  ];
+  for (const [name, value, fragment] of cases) {
+    await t.step(name, () => {
+      const caught = thrown(() => parseAnnotation(KEY, value));
+      assert.ok(caught instanceof AnnotationError, String(caught));
+      assert.equal(caught.key, KEY);
+      assert.equal(caught.value, value);
+      // What is wrong, where, and what a valid value looks like.
+      assert.ok(
+        caught.message.startsWith(`annotation ${KEY}=${JSON.stringify(value)}: `),
+        caught.message,
+      );
+      assert.ok(caught.message.includes(fragment), caught.message);
+      assert.ok(caught.message.endsWith(`; ${EXAMPLE}`), caught.message);
+    });
+  }
+});
+
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  throw new Error("expected a throw");
+}
+
+Deno.test("the documented example message is produced verbatim", () => {
+  assert.throws(
+    () => parseAnnotation(KEY, "12345/us-west-2"),
+    {
+      message: `annotation ${KEY}="12345/us-west-2": item "12345/us-west-2": ` +
+        `account "12345" must be exactly 12 digits; ${EXAMPLE}`,
+    },
+  );
+});
+
+Deno.test("regionsOf returns distinct regions in first-seen order", () => {
+  const regs = parseAnnotation(
+    KEY,
+    "123456789012/eu-west-1,210987654321/us-west-2,210987654321/eu-west-1",
+  );
+  assert.deepEqual(regionsOf(regs), ["eu-west-1", "us-west-2"]);
+  assert.deepEqual(regionsOf([]), []);
+});
