@@ -1,0 +1,85 @@
+// TokenSource on AWS ECR. One GetAuthorizationToken per region: the token
+// serves every account the principal may pull from in that region.
+
+import { ECRClient, GetAuthorizationTokenCommand } from "@aws-sdk/client-ecr";
+import { KubeEcrError } from "./errors.ts";
+
+export interface RegistryToken {
+  /** The registry password (the part after "AWS:" in the decoded token). */
+  password: string;
+  expiresAt: Date;
+}
+
+export interface TokenSource {
+  /** Throws TokenError. */
+  fetch(region: string): Promise<RegistryToken>;
+}
+
+/**
+ * ECR refused or could not be reached. `code` is AWS's error name, e.g.
+ * "AccessDeniedException"; the message never holds a credential.
+ */
+export class TokenError extends KubeEcrError {
+  constructor(
+    readonly region: string,
+    readonly code: string,
+    /** True when no credentials could be found at all (exit code 2). */
+    readonly noCredentials: boolean,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** Splits a decoded "AWS:<password>" token; exported for its unit test. */
+export function passwordOf(authorizationToken: string): string | undefined {
+  let decoded: string;
+  try {
+    decoded = atob(authorizationToken);
+  } catch {
+    return undefined;
+  }
+  const colon = decoded.indexOf(":");
+  return colon > 0 && decoded.length > colon + 1 ? decoded.slice(colon + 1) : undefined;
+}
+
+export class EcrTokenSource implements TokenSource {
+  async fetch(region: string): Promise<RegistryToken> {
+    // The SDK's default chain supplies credentials (env keys, web identity,
+    // pod identity, instance profile, profiles) and honours
+    // AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL.
+    const client = new ECRClient({ region, maxAttempts: 3 });
+    try {
+      const out = await client.send(new GetAuthorizationTokenCommand({}));
+      const data = out.authorizationData?.[0];
+      const password = data?.authorizationToken ? passwordOf(data.authorizationToken) : undefined;
+      if (!password || !data?.expiresAt) {
+        throw new TokenError(
+          region,
+          "MalformedResponse",
+          false,
+          `ECR in ${region} answered without a usable token`,
+        );
+      }
+      return { password, expiresAt: data.expiresAt };
+    } catch (err) {
+      if (err instanceof TokenError) throw err;
+      const name = err instanceof Error ? err.name : "UnknownError";
+      const noCredentials = name === "CredentialsProviderError";
+      const advice = noCredentials
+        ? "; provide credentials: the kubeecr-aws-secrets Secret (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), IRSA, EKS Pod Identity, an instance profile or AWS_PROFILE"
+        : "";
+      throw new TokenError(
+        region,
+        name,
+        noCredentials,
+        `ECR GetAuthorizationToken in ${region} failed: ${name}: ${
+          (err as Error)?.message ?? err
+        }${advice}`,
+      );
+    } finally {
+      client.destroy();
+    }
+  }
+}

@@ -1,0 +1,261 @@
+// SecretStore on the real Kubernetes API, through @kubernetes/client-node.
+// The only module that knows client-node's types; everything it returns is
+// a plain StoredSecret and every failure a KubeApiError.
+
+import * as k8s from "@kubernetes/client-node";
+import type { KubeAccess } from "./config.ts";
+import type { SecretRef } from "./errors.ts";
+import {
+  type EventReason,
+  type EventType,
+  KubeApiError,
+  type ListScope,
+  type PatchResult,
+  type SecretStore,
+  type SecretUpdate,
+  type StoredSecret,
+} from "./store.ts";
+
+export const DOCKER_CONFIG_TYPE = "kubernetes.io/dockerconfigjson";
+export const DOCKER_CONFIG_KEY = ".dockerconfigjson";
+const COMPONENT = "kubeecr";
+// Large enough that a cluster with a few hundred pull secrets is one request,
+// small enough to bound memory per page.
+const PAGE_SIZE = 250;
+// Ask for PartialObjectMetadataList: the server sends metadata only, so no
+// Secret's data (Helm releases, certificates) crosses the wire.
+const METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+
+/** Builds the client configuration from the resolved access mode. */
+export function loadKubeConfig(access: KubeAccess): k8s.KubeConfig {
+  const kc = new k8s.KubeConfig();
+  if (access.mode === "in-cluster") {
+    // Not loadFromCluster(): it addresses the server by KUBERNETES_SERVICE_HOST
+    // (an IP), which the sandbox's net allow-list cannot name.
+    kc.loadFromOptions({
+      clusters: [{
+        name: "in-cluster",
+        server: access.server,
+        caFile: access.caPath,
+        skipTLSVerify: false,
+      }],
+      users: [{
+        name: "in-cluster",
+        // Re-read on every request: the kubelet rotates projected tokens.
+        authProvider: { name: "tokenFile", config: { tokenFile: access.tokenPath } },
+      }],
+      contexts: [{ name: "in-cluster", cluster: "in-cluster", user: "in-cluster" }],
+      currentContext: "in-cluster",
+    });
+    return kc;
+  }
+  const [first, ...rest] = access.paths;
+  kc.loadFromFile(first);
+  // KUBECONFIG may name several files; later ones add what earlier ones lack.
+  for (const path of rest) {
+    const more = new k8s.KubeConfig();
+    more.loadFromFile(path);
+    kc.mergeConfig(more, true);
+  }
+  if (access.context) kc.setCurrentContext(access.context);
+  return kc;
+}
+
+function toStored(s: k8s.V1Secret, fallbackNamespace?: string): StoredSecret {
+  const raw = s.data?.[DOCKER_CONFIG_KEY];
+  return {
+    namespace: s.metadata?.namespace ?? fallbackNamespace ?? "",
+    name: s.metadata?.name ?? "",
+    uid: s.metadata?.uid ?? "",
+    resourceVersion: s.metadata?.resourceVersion ?? "",
+    type: s.type ?? "",
+    annotations: s.metadata?.annotations ?? {},
+    dockerConfig: raw === undefined ? undefined : decodeBase64(raw),
+  };
+}
+
+function decodeBase64(b64: string): string {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  // Not fatal: invalid UTF-8 becomes U+FFFD and then fails as "not valid JSON".
+  return new TextDecoder().decode(bytes);
+}
+
+function encodeBase64(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary);
+}
+
+/** Turns client-node's failures into KubeApiError; the response body is not kept (it may echo data). */
+function apiError(
+  operation: string,
+  target: SecretRef | { namespace?: string },
+  err: unknown,
+): KubeApiError {
+  const where = KubeApiError.describeTarget(target);
+  if (err instanceof k8s.ApiException) {
+    const reason = statusMessage(err.body);
+    return new KubeApiError(
+      operation,
+      err.code,
+      target,
+      `${operation} ${where}: HTTP ${err.code}${reason ? `: ${reason}` : ""}${
+        hint(err.code, operation)
+      }`,
+    );
+  }
+  return new KubeApiError(
+    operation,
+    undefined,
+    target,
+    `${operation} ${where}: no answer from the API server`,
+    {
+      cause: err,
+    },
+  );
+}
+
+/** The `message` of a Kubernetes Status body: it names the object and what was refused. */
+function statusMessage(body: unknown): string | undefined {
+  try {
+    const parsed = typeof body === "string" ? JSON.parse(body) : body;
+    const message = (parsed as { message?: unknown })?.message;
+    return typeof message === "string" ? message : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function hint(status: number, operation: string): string {
+  if (status === 403) {
+    return `; grant the kubeecr identity '${operation}' on secrets there (see manifests/), or limit the run with --namespace`;
+  }
+  if (status === 401) {
+    return "; the credentials in the kubeconfig or the service-account token were not accepted";
+  }
+  return "";
+}
+
+export class KubeSecretStore implements SecretStore {
+  readonly #core: k8s.CoreV1Api;
+
+  constructor(kc: k8s.KubeConfig) {
+    this.#core = kc.makeApiClient(k8s.CoreV1Api);
+  }
+
+  async *listDockerConfigSecrets(scope: ListScope): AsyncIterable<StoredSecret[]> {
+    for await (const page of this.#pages(scope, `type=${DOCKER_CONFIG_TYPE}`)) {
+      yield page.map((s) => toStored(s, scope.namespace));
+    }
+  }
+
+  async *listOtherSecretMetadata(
+    scope: ListScope,
+  ): AsyncIterable<Omit<StoredSecret, "dockerConfig">[]> {
+    const options = k8s.setHeaderOptions("Accept", METADATA_ONLY);
+    for await (const page of this.#pages(scope, `type!=${DOCKER_CONFIG_TYPE}`, options)) {
+      yield page.map((s) => {
+        const { dockerConfig: _, ...meta } = toStored(s, scope.namespace);
+        return meta;
+      });
+    }
+  }
+
+  async *#pages(
+    scope: ListScope,
+    fieldSelector: string,
+    options?: k8s.ConfigurationOptions,
+  ): AsyncIterable<k8s.V1Secret[]> {
+    let cont: string | undefined;
+    do {
+      const request = {
+        fieldSelector,
+        labelSelector: scope.labelSelector,
+        limit: PAGE_SIZE,
+        _continue: cont,
+      };
+      let list: k8s.V1SecretList;
+      try {
+        list = scope.namespace
+          ? await this.#core.listNamespacedSecret(
+            { ...request, namespace: scope.namespace },
+            options,
+          )
+          : await this.#core.listSecretForAllNamespaces(request, options);
+      } catch (err) {
+        throw apiError("list", { namespace: scope.namespace }, err);
+      }
+      yield list.items;
+      cont = list.metadata?._continue || undefined;
+    } while (cont);
+  }
+
+  async get(ref: SecretRef): Promise<StoredSecret | undefined> {
+    try {
+      return toStored(await this.#core.readNamespacedSecret(ref));
+    } catch (err) {
+      if (err instanceof k8s.ApiException && err.code === 404) return undefined;
+      throw apiError("get", ref, err);
+    }
+  }
+
+  async patch(
+    ref: SecretRef,
+    update: SecretUpdate,
+    opts: { dryRun: boolean },
+  ): Promise<PatchResult> {
+    // A JSON merge patch touches only the keys it names: the one data key and
+    // kubeecr's own annotations. Carrying resourceVersion makes it conditional:
+    // the server answers 409 if the Secret changed since it was read.
+    const body = {
+      metadata: { resourceVersion: update.resourceVersion, annotations: update.annotations },
+      data: { [DOCKER_CONFIG_KEY]: encodeBase64(update.dockerConfig) },
+    };
+    try {
+      await this.#core.patchNamespacedSecret(
+        { ...ref, body, fieldManager: COMPONENT, dryRun: opts.dryRun ? "All" : undefined },
+        k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+      );
+      return "patched";
+    } catch (err) {
+      if (err instanceof k8s.ApiException && err.code === 409) return "conflict";
+      if (err instanceof k8s.ApiException && err.code === 404) return "gone";
+      throw apiError("patch", ref, err);
+    }
+  }
+
+  async recordEvent(
+    secret: SecretRef & { uid: string },
+    event: { type: EventType; reason: EventReason; message: string },
+  ): Promise<void> {
+    const now = new Date();
+    try {
+      await this.#core.createNamespacedEvent({
+        namespace: secret.namespace,
+        body: {
+          metadata: { generateName: `${secret.name}.`, namespace: secret.namespace },
+          involvedObject: {
+            apiVersion: "v1",
+            kind: "Secret",
+            namespace: secret.namespace,
+            name: secret.name,
+            uid: secret.uid,
+          },
+          type: event.type,
+          reason: event.reason,
+          // The API server caps event messages at 1 KiB.
+          message: event.message.slice(0, 1024),
+          source: { component: COMPONENT },
+          reportingComponent: COMPONENT,
+          reportingInstance: COMPONENT,
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        },
+      });
+    } catch (err) {
+      throw apiError("create event for", secret, err);
+    }
+  }
+}

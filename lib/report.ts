@@ -1,0 +1,107 @@
+// Stage 4, report: one log line and one event per Secret, a summary line,
+// and the exit code.
+
+import { refString } from "./errors.ts";
+import { describeError } from "./errors.ts";
+import { formatTime } from "./due.ts";
+import type { Logger } from "./log.ts";
+import type { Outcome } from "./patch.ts";
+import type { SecretStore } from "./store.ts";
+
+export interface Summary {
+  discovered: number;
+  refreshed: number;
+  fresh: number;
+  skipped: number;
+  failed: number;
+  /** Namespaces that could not be listed. */
+  failedNamespaces: number;
+  ecrCalls: number;
+  /** True when the only failures are "no AWS credentials at all" (exit 2). */
+  noCredentials: boolean;
+}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_CANNOT_START = 2;
+
+export function exitCode(s: Summary): number {
+  if (s.noCredentials) return EXIT_CANNOT_START;
+  return s.failed > 0 || s.failedNamespaces > 0 ? EXIT_FAILED : EXIT_OK;
+}
+
+export function summarize(
+  outcomes: Outcome[],
+  extra: { failedNamespaces: number; ecrCalls: number; noCredentials: boolean },
+): Summary {
+  const count = (kind: Outcome["kind"]) => outcomes.filter((o) => o.kind === kind).length;
+  return {
+    discovered: outcomes.length,
+    refreshed: count("refreshed"),
+    fresh: count("fresh"),
+    skipped: count("skipped"),
+    failed: count("failed"),
+    ...extra,
+  };
+}
+
+/** Logs the outcome's line and records its event (none for fresh, skipped or dry-run). */
+export async function reportOutcome(
+  o: Outcome,
+  uid: string,
+  store: SecretStore,
+  log: Logger,
+  dryRun: boolean,
+): Promise<void> {
+  const secret = refString(o.secret);
+  switch (o.kind) {
+    case "refreshed":
+      log.info(dryRun ? "would refresh" : "refreshed", {
+        secret,
+        registries: o.hosts,
+        "expires-at": formatTime(o.expiresAt),
+      });
+      break;
+    case "fresh":
+      log.info("fresh", { secret, registries: o.hosts, "expires-at": formatTime(o.expiresAt) });
+      return;
+    case "skipped":
+      log.info("skipped", { secret, reason: o.why });
+      return;
+    case "failed":
+      log.error("failed", { secret, reason: o.reason, error: o.message });
+      break;
+  }
+  if (dryRun) return;
+  const event = o.kind === "refreshed"
+    ? {
+      type: "Normal" as const,
+      reason: "Refreshed" as const,
+      message: `Refreshed ECR credentials for ${o.hosts.join(", ")}; they expire at ${
+        formatTime(o.expiresAt)
+      }`,
+    }
+    : { type: "Warning" as const, reason: o.reason, message: o.message };
+  try {
+    await store.recordEvent({ ...o.secret, uid }, event);
+  } catch (err) {
+    // The Secret's outcome stands; a missing event must not turn it into a failure.
+    log.warn("cannot record event", { secret, reason: event.reason, error: describeError(err) });
+  }
+}
+
+export function logSummary(s: Summary, log: Logger, dryRun: boolean): void {
+  const fields = {
+    discovered: s.discovered,
+    refreshed: s.refreshed,
+    fresh: s.fresh,
+    skipped: s.skipped,
+    failed: s.failed,
+    "failed-namespaces": s.failedNamespaces,
+    "ecr-calls": s.ecrCalls,
+    "dry-run": dryRun,
+    "exit-code": exitCode(s),
+  };
+  if (exitCode(s) === EXIT_OK) log.info("summary", fields);
+  else log.error("summary", fields);
+}
