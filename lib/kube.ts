@@ -3,6 +3,8 @@
 // a plain StoredSecret and every failure a KubeApiError.
 
 import * as k8s from "@kubernetes/client-node";
+import type * as https from "node:https";
+import { Agent } from "undici";
 import type { KubeAccess } from "./config.ts";
 import type { SecretRef } from "./errors.ts";
 import {
@@ -26,9 +28,42 @@ const PAGE_SIZE = 250;
 // Secret's data (Helm releases, certificates) crosses the wire.
 const METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
 
+/**
+ * client-node speaking HTTP/1.1 over one connection pool.
+ *
+ * Why HTTP/1.1: undici, client-node's HTTP client, negotiates HTTP/2 by
+ * default, and under Deno 2.9 a GOAWAY from the API server (sent when it shuts
+ * down, and at random with --goaway-chance) aborts the whole process in
+ * nghttp2 ("find_stream_on_goaway_func: Assertion ... failed"). Why one pool:
+ * client-node makes a new undici Agent, so a new TLS handshake, per request.
+ * Proxied clusters keep client-node's own dispatcher.
+ */
+export class Http1KubeConfig extends k8s.KubeConfig {
+  #agent?: Promise<Agent | undefined>;
+
+  override async applySecurityAuthentication(context: k8s.RequestContext): Promise<void> {
+    await super.applySecurityAuthentication(context);
+    this.#agent ??= this.#http1Agent();
+    const agent = await this.#agent;
+    if (agent) context.setDispatcher(agent);
+  }
+
+  async #http1Agent(): Promise<Agent | undefined> {
+    const tls: https.RequestOptions = {};
+    await this.applyToHTTPSOptions(tls);
+    const options = this.createDispatcherOptions(
+      this.getCurrentCluster(),
+      tls as https.AgentOptions,
+    );
+    return options.type === "agent"
+      ? new Agent({ connect: options.connect, allowH2: false })
+      : undefined;
+  }
+}
+
 /** Builds the client configuration from the resolved access mode. */
 export function loadKubeConfig(access: KubeAccess): k8s.KubeConfig {
-  const kc = new k8s.KubeConfig();
+  const kc = new Http1KubeConfig();
   if (access.mode === "in-cluster") {
     // Not loadFromCluster(): it addresses the server by KUBERNETES_SERVICE_HOST
     // (an IP), which the sandbox's net allow-list cannot name.
@@ -53,7 +88,7 @@ export function loadKubeConfig(access: KubeAccess): k8s.KubeConfig {
   kc.loadFromFile(first);
   // KUBECONFIG may name several files; later ones add what earlier ones lack.
   for (const path of rest) {
-    const more = new k8s.KubeConfig();
+    const more = new Http1KubeConfig();
     more.loadFromFile(path);
     kc.mergeConfig(more, true);
   }
@@ -186,7 +221,8 @@ export class KubeSecretStore implements SecretStore {
       } catch (err) {
         throw apiError("list", { namespace: scope.namespace }, err);
       }
-      yield list.items;
+      // An empty PartialObjectMetadataList comes back as `"items": null`.
+      yield list.items ?? [];
       cont = list.metadata?._continue || undefined;
     } while (cont);
   }

@@ -7,7 +7,8 @@
  * stopped when the test process unloads.
  */
 
-import * as k8s from "@kubernetes/client-node";
+import type * as k8s from "@kubernetes/client-node";
+import { Http1KubeConfig } from "../../lib/kube.ts";
 import { startTestEnv, type TestEnvInfo } from "./env.ts";
 import { run } from "./util.ts";
 
@@ -42,7 +43,9 @@ export function kubeConfigFor(env: TestEnvInfo, who: Identity): k8s.KubeConfig {
     : who === "nobody"
     ? { name: "nobody", certFile: env.nobody.cert, keyFile: env.nobody.key }
     : { name: "token", token: who.token };
-  const kc = new k8s.KubeConfig();
+  // The product's HTTP/1.1 client: plain client-node aborts the test process
+  // when the API server shuts down (see Http1KubeConfig).
+  const kc = new Http1KubeConfig();
   kc.loadFromOptions({
     clusters: [{ name: "testenv", server: env.server, caFile: env.caCert, skipTLSVerify: false }],
     users: [user],
