@@ -65,21 +65,48 @@ export class EcrTokenSource implements TokenSource {
       return { password, expiresAt: data.expiresAt };
     } catch (err) {
       if (err instanceof TokenError) throw err;
-      const name = err instanceof Error ? err.name : "UnknownError";
-      const noCredentials = name === "CredentialsProviderError";
-      const advice = noCredentials
-        ? "; provide credentials: the kubeecr-aws-secrets Secret (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), IRSA, EKS Pod Identity, an instance profile or AWS_PROFILE"
-        : "";
+      const code = errorCode(err);
       throw new TokenError(
         region,
-        name,
-        noCredentials,
-        `ECR GetAuthorizationToken in ${region} failed: ${name}: ${
-          (err as Error)?.message ?? err
-        }${advice}`,
+        code,
+        code === "CredentialsProviderError",
+        `ECR GetAuthorizationToken in ${region} failed: ${code}: ${messageOf(err)}${
+          adviceFor(code)
+        }`,
+        { cause: err },
       );
     } finally {
       client.destroy();
     }
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * AWS's error name ("AccessDeniedException"), or the system error code of a
+ * network failure ("ECONNREFUSED", "EPERM"), which says more than "Error".
+ */
+function errorCode(err: unknown): string {
+  if (!(err instanceof Error)) return "UnknownError";
+  const code = (err as { code?: unknown }).code;
+  return err.name === "Error" && typeof code === "string" ? code : err.name;
+}
+
+function adviceFor(code: string): string {
+  switch (code) {
+    case "CredentialsProviderError":
+      return "; provide credentials: the kubeecr-aws-secrets Secret (AWS_ACCESS_KEY_ID, " +
+        "AWS_SECRET_ACCESS_KEY), IRSA, EKS Pod Identity, an instance profile or AWS_PROFILE";
+    case "NotCapable":
+    case "EPERM":
+      // Deno refuses an address outside --allow-net with NotCapable; a host
+      // name is refused at lookup, which its node layer reports as EPERM.
+      return "; the Deno sandbox refused the connection: the ECR endpoint must be an allowed host " +
+        "(*.amazonaws.com, *.amazonaws.com.cn)";
+    default:
+      return "";
   }
 }

@@ -6,14 +6,25 @@
  *
  *   deno task test --filter annotation
  *
+ * Two passes: tests/unit and tests/integration first, then tests/final, which
+ * checks what the first pass left behind (every byte the CLI printed).
+ *
  * Integration tests find the environment through KUBEECR_TESTENV (the path of
  * its testenv.json); run alone with `deno test -A <file>` they start their own.
  */
 
 import { AssetError } from "./testenv/assets.ts";
-import { startTestEnv } from "./testenv/env.ts";
+import { startTestEnv, type TestEnv } from "./testenv/env.ts";
 
-let env;
+interface Counts {
+  passed: number;
+  failed: number;
+  ignored: number;
+  summarized: boolean;
+  code: number;
+}
+
+let env: TestEnv;
 try {
   env = await startTestEnv();
 } catch (err) {
@@ -21,43 +32,60 @@ try {
   Deno.exit(2);
 }
 
-const child = new Deno.Command(Deno.execPath(), {
-  args: ["test", "--allow-all", "--no-prompt", ...Deno.args, "tests/"],
-  env: { KUBEECR_TESTENV: `${env.dir}/testenv.json`, NO_COLOR: "1" },
-  stdout: "piped",
-  stderr: "inherit",
-}).spawn();
+let current: Deno.ChildProcess | undefined;
 // The environment's own handlers stop the servers; the test process goes too.
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   Deno.addSignalListener(signal, () => {
     try {
-      child.kill("SIGKILL");
+      current?.kill("SIGKILL");
     } catch { /* already gone */ }
   });
 }
 
-// Echo the runner's output and keep its summary line:
-//   "ok | 41 passed (12 steps) | 0 failed | 1 ignored (38s)"
-let summary: string | undefined;
-let pending = "";
-const encoder = new TextEncoder();
-for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-  await Deno.stdout.write(encoder.encode(chunk));
-  pending += chunk;
-  const lines = pending.split("\n");
-  pending = lines.pop()!;
-  summary = lines.findLast((l) => /^(ok|FAILED) \| \d+ passed/.test(l)) ?? summary;
+/** Runs one `deno test` pass, echoing its output and keeping its summary line. */
+async function pass(paths: string[]): Promise<Counts> {
+  current = new Deno.Command(Deno.execPath(), {
+    args: ["test", "--allow-all", "--no-prompt", ...Deno.args, ...paths],
+    env: { KUBEECR_TESTENV: `${env.dir}/testenv.json`, NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  // e.g. "ok | 41 passed (12 steps) | 0 failed | 1 ignored (38s)"
+  let summary: string | undefined;
+  let pending = "";
+  const encoder = new TextEncoder();
+  for await (const chunk of current.stdout.pipeThrough(new TextDecoderStream())) {
+    await Deno.stdout.write(encoder.encode(chunk));
+    pending += chunk;
+    const lines = pending.split("\n");
+    pending = lines.pop()!;
+    summary = lines.findLast((l) => /^(ok|FAILED) \| \d+ passed/.test(l)) ?? summary;
+  }
+  const { code } = await current.status;
+  const count = (word: string) => Number(summary?.match(new RegExp(`(\\d+) ${word}`))?.[1] ?? 0);
+  return {
+    passed: count("passed"),
+    failed: count("failed"),
+    ignored: count("ignored"),
+    summarized: summary !== undefined,
+    code,
+  };
 }
-const status = await child.status;
-await env.stop();
 
-const count = (word: string) => Number(summary?.match(new RegExp(`(\\d+) ${word}`))?.[1] ?? 0);
-if (!summary) {
-  console.log("0 passed, 1 failed (deno test printed no summary: it did not run to the end)");
-  Deno.exit(status.code || 1);
+const passes: Counts[] = [];
+try {
+  passes.push(await pass(["tests/unit/", "tests/integration/"]));
+  passes.push(await pass(["tests/final/"]));
+} finally {
+  await env.stop();
 }
-const skipped = count("ignored");
-console.log(
-  `${count("passed")} passed, ${count("failed")} failed${skipped ? `, ${skipped} skipped` : ""}`,
-);
-Deno.exit(status.code);
+
+const total = (k: "passed" | "failed" | "ignored") => passes.reduce((n, p) => n + p[k], 0);
+const unfinished = passes.filter((p) => !p.summarized).length;
+const failed = total("failed") + unfinished;
+const skipped = total("ignored");
+if (unfinished) {
+  console.log(`${unfinished} test pass(es) printed no summary: they did not run to the end`);
+}
+console.log(`${total("passed")} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);
+Deno.exit(failed > 0 ? 1 : Math.max(...passes.map((p) => p.code)));

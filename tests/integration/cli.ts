@@ -1,0 +1,187 @@
+/**
+ * Runs KubeECR the way a user does — `deno run -P=local main.ts ...` — as a
+ * subprocess with a clean environment, against the test environment.
+ *
+ * Every byte it prints is also appended to `${env.dir}/cli-output.log`, so
+ * tests/final/leak_test.ts can scan the output of the whole suite for
+ * credentials after the fact.
+ */
+
+import * as k8s from "@kubernetes/client-node";
+import { kubeConfigFor } from "../testenv/connect.ts";
+import type { TestEnvInfo } from "../testenv/env.ts";
+
+const REPO = new URL("../../", import.meta.url).pathname;
+const MAIN = `${REPO}main.ts`;
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** stdout lines that are JSON objects (all of them with --log-format=json). */
+  lines: Record<string, unknown>[];
+}
+
+export interface CliOptions {
+  /** Extra or overriding variables; `undefined` removes one. */
+  env?: Record<string, string | undefined>;
+  /** Overrides of env.awsEnv (e.g. AWS_ENDPOINT_URL_ECR of an EcrProxy); `undefined` removes one. */
+  aws?: Record<string, string | undefined>;
+}
+
+export function cliOutputLog(env: TestEnvInfo): string {
+  return `${env.dir}/cli-output.log`;
+}
+
+export async function runKubeecr(
+  env: TestEnvInfo,
+  args: string[],
+  opts: CliOptions = {},
+): Promise<CliResult> {
+  const vars: Record<string, string | undefined> = {
+    KUBECONFIG: env.kubeconfig,
+    HOME: Deno.env.get("HOME"),
+    DENO_DIR: Deno.env.get("DENO_DIR"),
+    NO_COLOR: "1",
+    ...env.awsEnv,
+    AWS_EC2_METADATA_DISABLED: "true",
+    ...opts.aws,
+    ...opts.env,
+  };
+  const defined = Object.fromEntries(
+    Object.entries(vars).filter((e): e is [string, string] => e[1] !== undefined),
+  );
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-P=local", MAIN, ...args],
+    cwd: REPO,
+    clearEnv: true,
+    env: defined,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  const stdout = decode(out.stdout);
+  const stderr = decode(out.stderr);
+  await Deno.writeTextFile(
+    cliOutputLog(env),
+    `### kubeecr ${args.join(" ")} → exit ${out.code}\n${stdout}${stderr}`,
+    { append: true },
+  );
+  const lines = stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+  return { code: out.code, stdout, stderr, lines };
+}
+
+// ---------------------------------------------------------------------------
+// Fixtures the CLI tests share: Secrets, events and audit records, read and
+// written as admin through client-node.
+
+export const ANNOTATION = "deft.com/kubeecr";
+export const REFRESHED_AT = "kubeecr.deft.com/refreshed-at";
+export const EXPIRES_AT = "kubeecr.deft.com/expires-at";
+export const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
+
+export function adminCore(env: TestEnvInfo): k8s.CoreV1Api {
+  return kubeConfigFor(env, "admin").makeApiClient(k8s.CoreV1Api);
+}
+
+/** Base64 of the UTF-8 bytes, as Secret data carries them. */
+export function b64(text: string): string {
+  return btoa(String.fromCharCode(...new TextEncoder().encode(text)));
+}
+
+export interface SecretSpec {
+  name: string;
+  /** Value of deft.com/kubeecr; omitted = not annotated. */
+  registries?: string;
+  /** Raw `.dockerconfigjson` text; default `{"auths":{}}`. */
+  dockerConfig?: string;
+  type?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  ownerReferences?: k8s.V1OwnerReference[];
+}
+
+export async function createSecret(
+  env: TestEnvInfo,
+  namespace: string,
+  spec: SecretSpec,
+): Promise<k8s.V1Secret> {
+  const type = spec.type ?? "kubernetes.io/dockerconfigjson";
+  const annotations = { ...spec.annotations };
+  if (spec.registries !== undefined) annotations[ANNOTATION] = spec.registries;
+  const key = type === "kubernetes.io/dockerconfigjson" ? ".dockerconfigjson" : "config";
+  return await adminCore(env).createNamespacedSecret({
+    namespace,
+    body: {
+      metadata: {
+        name: spec.name,
+        labels: spec.labels,
+        annotations,
+        ownerReferences: spec.ownerReferences,
+      },
+      type,
+      data: { [key]: b64(spec.dockerConfig ?? '{"auths":{}}') },
+    },
+  });
+}
+
+export async function readSecret(
+  env: TestEnvInfo,
+  namespace: string,
+  name: string,
+): Promise<k8s.V1Secret> {
+  return await adminCore(env).readNamespacedSecret({ namespace, name });
+}
+
+/** The Secret's `.dockerconfigjson`, decoded and parsed. */
+// deno-lint-ignore no-explicit-any
+export function dockerConfigOf(secret: k8s.V1Secret): any {
+  const raw = secret.data?.[".dockerconfigjson"] ?? "";
+  return JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(raw), (c) => c.charCodeAt(0))));
+}
+
+/** Events whose involvedObject is this very Secret (name and uid). */
+export async function eventsFor(
+  env: TestEnvInfo,
+  secret: k8s.V1Secret,
+): Promise<k8s.CoreV1Event[]> {
+  const { namespace, name, uid } = secret.metadata!;
+  const list = await adminCore(env).listNamespacedEvent({
+    namespace: namespace!,
+    fieldSelector: `involvedObject.name=${name},involvedObject.uid=${uid}`,
+  });
+  return list.items;
+}
+
+/** The API server's audit records (Metadata level, one JSON object per line). */
+export interface AuditRecord {
+  verb: string;
+  requestURI: string;
+  user: { username: string };
+  objectRef?: { resource?: string; namespace?: string; name?: string };
+  responseStatus?: { code?: number };
+}
+
+export async function auditRecords(env: TestEnvInfo): Promise<AuditRecord[]> {
+  const text = await Deno.readTextFile(env.auditLog);
+  return text.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+}
+
+/** "<account>.dkr.ecr.<region>.amazonaws.com" */
+export function hostOf(item: string): string {
+  const [account, region] = item.split("/");
+  return `${account}.dkr.ecr.${region}.amazonaws.com`;
+}
+
+/** The log lines of a run about one Secret (JSON log format). */
+export function linesAbout(run: CliResult, namespace: string, name: string) {
+  return run.lines.filter((l) => l.secret === `${namespace}/${name}`);
+}
+
+/** The summary line of a JSON-format run. */
+export function summaryOf(run: CliResult): Record<string, unknown> {
+  const s = run.lines.find((l) => l.msg === "summary");
+  if (!s) throw new Error(`no summary line in:\n${run.stdout}\n${run.stderr}`);
+  return s;
+}

@@ -1,0 +1,85 @@
+/**
+ * An HTTP proxy in front of moto that tests point AWS_ENDPOINT_URL_ECR at.
+ *
+ * - It counts GetAuthorizationToken calls per region as they arrive at the
+ *   AWS endpoint (region from the SigV4 credential scope, action from
+ *   X-Amz-Target), so "one call per region" is observed from outside the
+ *   code under test.
+ * - It rewrites `expiresAt` in GetAuthorizationToken answers to now + 12h.
+ *   moto answers a fixed expiry in 2015, real ECR answers 12 hours ahead;
+ *   the rewrite only makes moto's answer realistic (without it every Secret
+ *   would be due on every run). Nothing else in the answer is changed.
+ * - `fail(region)` makes it answer that region with an AWS JSON error
+ *   (AccessDeniedException, HTTP 400) instead of forwarding.
+ */
+
+const GET_TOKEN = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
+const TOKEN_LIFETIME_S = 12 * 3600;
+
+export interface EcrProxy extends AsyncDisposable {
+  url: string;
+  /** The variables that point KubeECR at this proxy. */
+  awsEnv: Record<string, string>;
+  /** The registry passwords ECR handed out (decoded from authorizationToken), by region. */
+  passwords: Map<string, string>;
+  /** GetAuthorizationToken calls seen for `region`, or in all regions. */
+  tokenCalls(region?: string): number;
+  /** Answers `region` with an AWS error from now on. */
+  fail(region: string, code?: string, message?: string): void;
+  close(): Promise<void>;
+}
+
+/** "AWS4-HMAC-SHA256 Credential=AKID/20261127/us-west-2/ecr/aws4_request, ..." → "us-west-2". */
+export function regionOf(authorization: string | null): string {
+  return /Credential=[^/]+\/\d{8}\/([^/]+)\//.exec(authorization ?? "")?.[1] ?? "unknown";
+}
+
+export function startEcrProxy(motoUrl: string): EcrProxy {
+  const calls = new Map<string, number>();
+  const failures = new Map<string, { code: string; message: string }>();
+  const passwords = new Map<string, string>();
+
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const region = regionOf(req.headers.get("authorization"));
+    const isGetToken = req.headers.get("x-amz-target") === GET_TOKEN;
+    if (isGetToken) calls.set(region, (calls.get(region) ?? 0) + 1);
+    const failure = failures.get(region);
+    if (isGetToken && failure) {
+      await req.body?.cancel();
+      return Response.json({ __type: failure.code, message: failure.message }, {
+        status: 400,
+        headers: { "content-type": "application/x-amz-json-1.1" },
+      });
+    }
+    const url = new URL(req.url);
+    const headers = new Headers(req.headers);
+    for (const h of ["host", "content-length", "connection"]) headers.delete(h);
+    const upstream = await fetch(`${motoUrl}${url.pathname}${url.search}`, {
+      method: req.method,
+      headers,
+      body: req.body ? await req.arrayBuffer() : undefined,
+    });
+    if (!isGetToken || !upstream.ok) return upstream;
+    const answer = await upstream.json();
+    for (const data of answer.authorizationData ?? []) {
+      data.expiresAt = Math.floor(Date.now() / 1000) + TOKEN_LIFETIME_S;
+      passwords.set(region, atob(data.authorizationToken).replace(/^AWS:/, ""));
+    }
+    return Response.json(answer, {
+      headers: { "content-type": upstream.headers.get("content-type") ?? "" },
+    });
+  });
+
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  const close = async () => await server.shutdown();
+  return {
+    url,
+    awsEnv: { AWS_ENDPOINT_URL_ECR: url },
+    passwords,
+    tokenCalls: (r) => r ? calls.get(r) ?? 0 : [...calls.values()].reduce((a, b) => a + b, 0),
+    fail: (r, code = "AccessDeniedException", message = `User is not authorized in ${r}`) =>
+      failures.set(r, { code, message }),
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}

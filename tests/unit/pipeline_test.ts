@@ -1,0 +1,426 @@
+/**
+ * The pipeline (lib/pipeline.ts) with small in-memory doubles for its two
+ * edges, SecretStore and TokenSource. The doubles behave like the real
+ * servers (resourceVersion bumps, 409 on a stale write, 404 when gone), and
+ * hooks let a test play "someone else" at an exact point of the run — which
+ * is how the races that cannot be timed against a real API server are made
+ * deterministic here. Assertions are on the store's resulting state, the
+ * events and the summary, never only on what the pipeline handed the double.
+ */
+
+import assert from "node:assert/strict";
+import { type RegistryToken, TokenError, type TokenSource } from "../../lib/ecr.ts";
+import type { SecretRef } from "../../lib/errors.ts";
+import { Logger } from "../../lib/log.ts";
+import { runOnce, type RunOptions } from "../../lib/pipeline.ts";
+import { exitCode } from "../../lib/report.ts";
+import type {
+  EventReason,
+  EventType,
+  ListScope,
+  PatchResult,
+  SecretStore,
+  SecretUpdate,
+  StoredSecret,
+} from "../../lib/store.ts";
+
+const ANNOTATION = "deft.com/kubeecr";
+const EXPIRES_AT = "kubeecr.deft.com/expires-at";
+const DOCKER = "kubernetes.io/dockerconfigjson";
+const NOW = new Date("2026-11-27T12:00:00Z");
+const HOUR = 3600_000;
+const host = (item: string) => {
+  const [account, region] = item.split("/");
+  return `${account}.dkr.ecr.${region}.amazonaws.com`;
+};
+
+interface RecordedEvent {
+  secret: SecretRef & { uid: string };
+  type: EventType;
+  reason: EventReason;
+  message: string;
+}
+
+/** Hooks run before the store answers, as "someone else" acting at that moment. */
+interface Hooks {
+  beforePatch?: (ref: SecretRef, attempt: number) => void;
+  beforeGet?: (ref: SecretRef) => void;
+}
+
+class MemoryStore implements SecretStore {
+  readonly secrets = new Map<string, StoredSecret>();
+  readonly events: RecordedEvent[] = [];
+  hooks: Hooks = {};
+  inFlight = 0;
+  maxInFlight = 0;
+  #rv = 100;
+  #attempts = new Map<string, number>();
+
+  add(s: Partial<StoredSecret> & SecretRef): StoredSecret {
+    const secret: StoredSecret = {
+      uid: `uid-${s.namespace}-${s.name}`,
+      type: DOCKER,
+      annotations: {},
+      dockerConfig: '{"auths":{}}',
+      ...s,
+      resourceVersion: String(++this.#rv),
+    };
+    this.secrets.set(key(secret), secret);
+    return secret;
+  }
+
+  /** A write by someone else: the resourceVersion moves on. */
+  edit(ref: SecretRef, change: (s: StoredSecret) => void) {
+    const s = structuredClone(this.secrets.get(key(ref))!);
+    change(s);
+    s.resourceVersion = String(++this.#rv);
+    this.secrets.set(key(ref), s);
+  }
+
+  delete(ref: SecretRef) {
+    this.secrets.delete(key(ref));
+  }
+
+  /** The Secret's docker config as stored now, parsed. */
+  auths(ref: SecretRef): Record<string, { password?: string; auth?: string }> {
+    return JSON.parse(this.secrets.get(key(ref))!.dockerConfig!).auths;
+  }
+
+  async *listDockerConfigSecrets(scope: ListScope) {
+    yield this.#list(scope).filter((s) => s.type === DOCKER).map((s) => structuredClone(s));
+  }
+
+  async *listOtherSecretMetadata(scope: ListScope) {
+    yield this.#list(scope).filter((s) => s.type !== DOCKER).map(({ dockerConfig: _, ...m }) =>
+      structuredClone(m)
+    );
+  }
+
+  #list(scope: ListScope): StoredSecret[] {
+    return [...this.secrets.values()].filter((s) =>
+      !scope.namespace || s.namespace === scope.namespace
+    );
+  }
+
+  get(ref: SecretRef): Promise<StoredSecret | undefined> {
+    this.hooks.beforeGet?.(ref);
+    const s = this.secrets.get(key(ref));
+    return Promise.resolve(s && structuredClone(s));
+  }
+
+  async patch(ref: SecretRef, update: SecretUpdate, opts: { dryRun: boolean }) {
+    const attempt = (this.#attempts.get(key(ref)) ?? 0) + 1;
+    this.#attempts.set(key(ref), attempt);
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      // Let the other workers run: a real patch is a network round trip.
+      await new Promise((r) => setTimeout(r, 0));
+      this.hooks.beforePatch?.(ref, attempt);
+      const s = this.secrets.get(key(ref));
+      if (!s) return "gone" satisfies PatchResult;
+      if (s.resourceVersion !== update.resourceVersion) return "conflict" satisfies PatchResult;
+      if (!opts.dryRun) {
+        this.edit(ref, (x) => {
+          x.dockerConfig = update.dockerConfig;
+          Object.assign(x.annotations, update.annotations);
+        });
+      }
+      return "patched" satisfies PatchResult;
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  recordEvent(
+    secret: SecretRef & { uid: string },
+    event: { type: EventType; reason: EventReason; message: string },
+  ): Promise<void> {
+    this.events.push({ secret, ...event });
+    return Promise.resolve();
+  }
+
+  eventsOf(ref: SecretRef): { type: EventType; reason: EventReason }[] {
+    return this.events.filter((e) => key(e.secret) === key(ref)).map(({ type, reason }) => ({
+      type,
+      reason,
+    }));
+  }
+}
+
+const key = (r: SecretRef) => `${r.namespace}/${r.name}`;
+
+class FakeEcr implements TokenSource {
+  readonly calls = new Map<string, number>();
+  readonly failing = new Set<string>();
+
+  fetch(region: string): Promise<RegistryToken> {
+    this.calls.set(region, (this.calls.get(region) ?? 0) + 1);
+    if (this.failing.has(region)) {
+      return Promise.reject(
+        new TokenError(region, "AccessDeniedException", false, `denied in ${region}`),
+      );
+    }
+    return Promise.resolve({
+      password: `password-for-${region}`,
+      expiresAt: new Date(NOW.getTime() + 12 * HOUR),
+    });
+  }
+
+  total(): number {
+    return [...this.calls.values()].reduce((a, b) => a + b, 0);
+  }
+}
+
+const OPTIONS: RunOptions = {
+  annotation: ANNOTATION,
+  namespaces: [],
+  excludeNamespaces: [],
+  refreshWindowMs: 6 * HOUR,
+  force: false,
+  dryRun: false,
+  concurrency: 4,
+};
+
+async function run(store: MemoryStore, ecr: FakeEcr, opts: Partial<RunOptions> = {}) {
+  const lines: string[] = [];
+  const log = new Logger({ format: "json", level: "debug", write: (l) => lines.push(l) });
+  const summary = await runOnce({ ...OPTIONS, ...opts }, {
+    store,
+    tokens: ecr,
+    log,
+    now: () => NOW,
+  });
+  return { summary, code: exitCode(summary), lines };
+}
+
+/** An annotated pull secret in namespace "ns". */
+function pull(store: MemoryStore, name: string, items: string, extra: Partial<StoredSecret> = {}) {
+  return store.add({ namespace: "ns", name, annotations: { [ANNOTATION]: items }, ...extra });
+}
+
+Deno.test("one token call per region serves every Secret and account of that region", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  const secrets = [
+    pull(store, "a", "111111111111/us-west-2"),
+    pull(store, "b", "222222222222/us-west-2"),
+    pull(store, "c", "333333333333/eu-west-1"),
+    pull(store, "d", "111111111111/us-west-2, 333333333333/eu-west-1"),
+  ];
+
+  const { summary, code } = await run(store, ecr);
+
+  assert.deepEqual(Object.fromEntries(ecr.calls), { "us-west-2": 1, "eu-west-1": 1 });
+  assert.equal(summary.refreshed, 4);
+  assert.equal(code, 0);
+  assert.equal(
+    store.auths(secrets[1])[host("222222222222/us-west-2")].password,
+    "password-for-us-west-2",
+  );
+  assert.deepEqual(
+    Object.keys(store.auths(secrets[3])).sort(),
+    [
+      host("111111111111/us-west-2"),
+      host("333333333333/eu-west-1"),
+    ].sort(),
+  );
+});
+
+Deno.test("no token call and no write when nothing is due", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  const item = "111111111111/us-west-2";
+  const fresh = pull(store, "fresh", item, {
+    annotations: { [ANNOTATION]: item, [EXPIRES_AT]: "2026-11-27T22:00:00Z" },
+    dockerConfig: JSON.stringify({ auths: { [host(item)]: { auth: "x", password: "p" } } }),
+  });
+
+  const { summary, code } = await run(store, ecr);
+
+  assert.equal(ecr.total(), 0);
+  assert.equal(summary.fresh, 1);
+  assert.equal(code, 0);
+  assert.equal(store.secrets.get(key(fresh))!.resourceVersion, fresh.resourceVersion);
+  assert.deepEqual(store.events, []);
+});
+
+Deno.test("a 409 re-reads the Secret and merges into the concurrent version, keeping its change", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  const s = pull(store, "raced", "111111111111/us-west-2");
+  store.hooks.beforePatch = (ref, attempt) => {
+    if (attempt === 1) {
+      store.edit(ref, (x) => {
+        x.dockerConfig = JSON.stringify({ auths: { "ghcr.io": { auth: "added-meanwhile" } } });
+      });
+    }
+  };
+
+  const { summary } = await run(store, ecr);
+
+  assert.equal(summary.refreshed, 1);
+  const auths = store.auths(s);
+  assert.deepEqual(auths["ghcr.io"], { auth: "added-meanwhile" });
+  assert.equal(auths[host("111111111111/us-west-2")].password, "password-for-us-west-2");
+  assert.deepEqual(store.eventsOf(s), [{ type: "Normal", reason: "Refreshed" }]);
+});
+
+Deno.test("a Secret that changes under every one of 3 writes fails with RefreshFailed and is not overwritten", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  const s = pull(store, "busy", "111111111111/us-west-2");
+  let theirs = "";
+  store.hooks.beforePatch = (ref, attempt) => {
+    theirs = JSON.stringify({ auths: { "ghcr.io": { auth: `theirs-${attempt}` } } });
+    store.edit(ref, (x) => x.dockerConfig = theirs);
+  };
+
+  const { summary, code } = await run(store, ecr);
+
+  assert.equal(summary.failed, 1);
+  assert.equal(code, 1);
+  assert.equal(store.secrets.get(key(s))!.dockerConfig, theirs, "their last write stands");
+  assert.deepEqual(store.eventsOf(s), [{ type: "Warning", reason: "RefreshFailed" }]);
+  assert.match(store.events[0].message, /409/);
+});
+
+Deno.test("a Secret deleted before the write is skipped, not failed", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  const s = pull(store, "gone", "111111111111/us-west-2");
+  const other = pull(store, "stays", "111111111111/us-west-2");
+  store.hooks.beforePatch = (ref) => ref.name === "gone" && store.delete(ref);
+
+  const { summary, code } = await run(store, ecr);
+
+  assert.equal(summary.skipped, 1);
+  assert.equal(summary.refreshed, 1);
+  assert.equal(code, 0);
+  assert.equal(store.secrets.has(key(s)), false, "not recreated");
+  assert.deepEqual(store.eventsOf(s), []);
+  assert.ok(store.auths(other)[host("111111111111/us-west-2")]);
+});
+
+Deno.test("a Secret deleted between a conflict and the re-read is skipped, not recreated", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  const s = pull(store, "gone-later", "111111111111/us-west-2");
+  store.hooks.beforePatch = (ref) => store.edit(ref, (x) => x.annotations.touched = "yes");
+  store.hooks.beforeGet = (ref) => store.delete(ref);
+
+  const { summary, code } = await run(store, ecr);
+
+  assert.equal(summary.skipped, 1);
+  assert.equal(code, 0);
+  assert.equal(store.secrets.has(key(s)), false);
+  assert.deepEqual(store.events, []);
+});
+
+Deno.test("a Secret whose annotation changed during the run is skipped and keeps the new value", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  const s = pull(store, "re-annotated", "111111111111/us-west-2");
+  store.hooks.beforePatch = (ref, attempt) =>
+    attempt === 1 && store.edit(ref, (x) => x.annotations[ANNOTATION] = "444444444444/ap-south-1");
+
+  const { summary, code } = await run(store, ecr);
+
+  assert.equal(summary.skipped, 1);
+  assert.equal(code, 0);
+  const now = store.secrets.get(key(s))!;
+  assert.equal(now.annotations[ANNOTATION], "444444444444/ap-south-1");
+  assert.deepEqual(store.auths(s), {}, "tokens for the old value were not written");
+  assert.equal(now.annotations[EXPIRES_AT], undefined);
+});
+
+Deno.test("a token failure fails only the Secrets that need that region", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  ecr.failing.add("eu-west-1");
+  const eu = pull(store, "eu", "111111111111/eu-west-1");
+  const both = pull(store, "both", "111111111111/us-west-2, 111111111111/eu-west-1");
+  const us = pull(store, "us", "111111111111/us-west-2");
+
+  const { summary, code } = await run(store, ecr);
+
+  assert.equal(code, 1);
+  assert.equal(summary.failed, 2);
+  assert.equal(summary.refreshed, 1);
+  for (const failed of [eu, both]) {
+    assert.equal(store.secrets.get(key(failed))!.resourceVersion, failed.resourceVersion);
+    assert.deepEqual(store.eventsOf(failed), [{ type: "Warning", reason: "RefreshFailed" }]);
+  }
+  assert.match(
+    store.events.find((e) => e.secret.name === "eu")!.message,
+    /AccessDeniedException|denied/,
+  );
+  assert.ok(store.auths(us)[host("111111111111/us-west-2")]);
+});
+
+Deno.test("a .dockerconfigjson the server would refuse (not JSON, an array) fails InvalidDockerConfig and keeps its bytes", async (t) => {
+  for (const raw of ['{"auths": {"ghcr.io": secretpassword', '[{"auths":{}}]']) {
+    await t.step(raw, async () => {
+      const store = new MemoryStore();
+      const ecr = new FakeEcr();
+      const bad = pull(store, "bad", "111111111111/us-west-2", { dockerConfig: raw });
+      const good = pull(store, "good", "111111111111/us-west-2");
+
+      const { code, lines } = await run(store, ecr);
+
+      assert.equal(code, 1);
+      assert.equal(store.secrets.get(key(bad))!.dockerConfig, raw);
+      assert.equal(store.secrets.get(key(bad))!.resourceVersion, bad.resourceVersion);
+      assert.deepEqual(store.eventsOf(bad), [{ type: "Warning", reason: "InvalidDockerConfig" }]);
+      assert.ok(store.auths(good)[host("111111111111/us-west-2")]);
+      assert.equal(lines.join("\n").includes("secretpassword"), false, "content is not quoted");
+    });
+  }
+});
+
+Deno.test("no more patches are in flight at once than --concurrency allows", async (t) => {
+  for (const concurrency of [1, 3]) {
+    await t.step(`concurrency ${concurrency}`, async () => {
+      const store = new MemoryStore();
+      const ecr = new FakeEcr();
+      for (let i = 0; i < 10; i++) pull(store, `s${i}`, "111111111111/us-west-2");
+
+      const { summary } = await run(store, ecr, { concurrency });
+
+      assert.equal(summary.refreshed, 10);
+      // Exactly the limit: it is never exceeded, and it is used.
+      assert.equal(store.maxInFlight, concurrency);
+    });
+  }
+});
+
+Deno.test("a dry run writes nothing and records no events", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  const s = pull(store, "dry", "111111111111/us-west-2");
+
+  const { summary, code, lines } = await run(store, ecr, { dryRun: true });
+
+  assert.equal(code, 0);
+  assert.equal(summary.refreshed, 1);
+  assert.equal(store.secrets.get(key(s))!.resourceVersion, s.resourceVersion);
+  assert.deepEqual(store.events, []);
+  assert.ok(lines.some((l) => JSON.parse(l).msg === "would refresh"));
+});
+
+Deno.test("no log line shows a token password or its auth form", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  ecr.failing.add("eu-west-1");
+  pull(store, "a", "111111111111/us-west-2");
+  pull(store, "b", "111111111111/eu-west-1");
+
+  const { lines } = await run(store, ecr);
+
+  const text = lines.join("\n");
+  assert.ok(text.includes("refreshed"));
+  const password = "password-for-us-west-2";
+  for (const secret of [password, btoa(`AWS:${password}`)]) {
+    assert.equal(text.includes(secret), false, secret);
+  }
+});
