@@ -33,11 +33,13 @@ try {
 }
 
 let current: Deno.ChildProcess | undefined;
-// The environment's own handlers stop the servers; the test process goes too.
+// The environment's own handlers stop the servers here. The test process gets
+// the same signal, so that environments it started itself (the in-cluster
+// tests start private ones) are stopped by their own handlers too.
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   Deno.addSignalListener(signal, () => {
     try {
-      current?.kill("SIGKILL");
+      current?.kill(signal);
     } catch { /* already gone */ }
   });
 }
