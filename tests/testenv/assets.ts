@@ -165,7 +165,9 @@ async function goBuild(build: GoBuild, version: string, out: string, progress: P
       ...build.packages,
     ],
     cwd: build.dir,
-    env: { GOWORK: "off", CGO_ENABLED: "0", GOFLAGS: "-mod=readonly" },
+    // -buildvcs=false: the wrapper modules live inside this git checkout, and VCS
+    // stamping would fail where git or the .git directory is not available.
+    env: { GOWORK: "off", CGO_ENABLED: "0", GOFLAGS: "-mod=readonly -buildvcs=false" },
     stdout: "piped",
     stderr: "piped",
   });
