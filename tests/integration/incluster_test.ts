@@ -20,6 +20,7 @@ import * as k8s from "@kubernetes/client-node";
 import { kubeConfigFor } from "../testenv/connect.ts";
 import { startTestEnv, type TestEnv } from "../testenv/env.ts";
 import { run } from "../testenv/util.ts";
+import { copyInstallation } from "./install.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 const SA_USER = "system:serviceaccount:kubeecr:kubeecr";
@@ -46,19 +47,6 @@ interface PodRun {
   code: number;
   stdout: string;
   stderr: string;
-}
-
-/** Copies manifests/ and examples/installation/ keeping their relative layout. */
-async function copyInstallation(into: string) {
-  await run("cp", ["-r", `${REPO}manifests`, `${into}/manifests`]);
-  await Deno.mkdir(`${into}/examples`, { recursive: true });
-  await run("cp", ["-r", `${REPO}examples/installation`, `${into}/examples/installation`]);
-  // The user's step: aws.env from the example (test keys; moto accepts any).
-  const example = await Deno.readTextFile(`${into}/examples/installation/aws.env.example`);
-  const keys = example
-    .replace(/^AWS_ACCESS_KEY_ID=.*$/m, "AWS_ACCESS_KEY_ID=AKIASMOKETESTEXAMPLE")
-    .replace(/^AWS_SECRET_ACCESS_KEY=.*$/m, "AWS_SECRET_ACCESS_KEY=smoke-test-secret-access-key");
-  await Deno.writeTextFile(`${into}/examples/installation/aws.env`, keys);
 }
 
 async function kubectl(env: TestEnv, args: string[], stdin?: string) {

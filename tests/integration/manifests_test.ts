@@ -1,0 +1,306 @@
+/**
+ * The manifests as users get them: `kubectl kustomize` of manifests/,
+ * manifests/namespaced/, examples/usage/ and examples/installation/ renders
+ * without a single warning; the rendered RBAC grants exactly what the
+ * program needs (secrets get, list, patch; events create), only to the
+ * kubeecr ServiceAccount; the CronJob carries its hardening.
+ *
+ * "What the program needs" is also checked against reality: the rendered
+ * cluster-wide install is applied to a test environment of its own, the
+ * program runs with its ServiceAccount's token, and the API server's audit
+ * log shows every (resource, verb) it used.
+ *
+ * The rendered YAML is turned into JSON by the environment's kubectl
+ * (`create --dry-run=client -o json`), so no YAML library is needed. Unlike
+ * `apply --dry-run=client` it neither reads live objects nor adds the
+ * last-applied annotation, so the JSON is the manifests' own.
+ */
+
+import assert from "node:assert/strict";
+import { kubectl, testEnv } from "../testenv/connect.ts";
+import { startEcrProxy } from "../testenv/ecr_proxy.ts";
+import { startTestEnv, type TestEnvInfo } from "../testenv/env.ts";
+import { run } from "../testenv/util.ts";
+import { type AuditRecord, auditRecords, b64, createSecret, runKubeecr } from "./cli.ts";
+import { copyInstallation } from "./install.ts";
+
+const REPO = new URL("../../", import.meta.url).pathname;
+const INSTALLS = ["manifests", "manifests/namespaced", "examples/installation"];
+const TARGETS = [...INSTALLS, "examples/usage"];
+
+/** The grants the program needs, as "resource.group:verb" (core group: no suffix). */
+const NEEDED = ["events:create", "secrets:get", "secrets:list", "secrets:patch"];
+const SERVICE_ACCOUNT = { kind: "ServiceAccount", name: "kubeecr", namespace: "kubeecr" };
+const SA_USER = "system:serviceaccount:kubeecr:kubeecr";
+
+interface Obj {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  // deno-lint-ignore no-explicit-any
+  [field: string]: any;
+}
+
+interface PolicyRule {
+  apiGroups?: string[];
+  resources?: string[];
+  verbs?: string[];
+  resourceNames?: string[];
+  nonResourceURLs?: string[];
+}
+
+interface Rendered {
+  code: number;
+  stderr: string;
+  items: Obj[];
+}
+
+const env = await testEnv();
+const renders = new Map<string, Promise<Rendered>>();
+
+/** `kubectl kustomize <target>`; examples/installation from a scratch copy with aws.env made. */
+function rendered(target: string): Promise<Rendered> {
+  let result = renders.get(target);
+  if (!result) {
+    result = render(target);
+    renders.set(target, result);
+  }
+  return result;
+}
+
+async function render(target: string): Promise<Rendered> {
+  const work = await Deno.makeTempDir({ prefix: "kubeecr-render-" });
+  try {
+    let dir = `${REPO}${target}`;
+    if (target === "examples/installation") {
+      await copyInstallation(work);
+      dir = `${work}/${target}`;
+    }
+    const out = await new Deno.Command(env.kubectl, {
+      args: ["kustomize", dir],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+    const stderr = decode(out.stderr);
+    if (out.code !== 0) return { code: out.code, stderr, items: [] };
+    const json = await kubectl(
+      env,
+      ["create", "--dry-run=client", "-o", "json", "-f", "-"],
+      decode(out.stdout),
+    );
+    return { code: out.code, stderr, items: parseObjects(json) };
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+}
+
+/**
+ * `create -o json` prints one indented JSON document per object, back to back
+ * (not a List). A top-level "}" directly followed by a newline and "{" only
+ * occurs between two documents: strings cannot hold a raw newline, and inside
+ * a document a "}" is followed by ",", "}" or "]".
+ */
+function parseObjects(json: string): Obj[] {
+  return JSON.parse(`[${json.trim().replaceAll("}\n{", "},\n{")}]`);
+}
+
+function ofKind(items: Obj[], ...kinds: string[]): Obj[] {
+  return items.filter((o) => kinds.includes(o.kind));
+}
+
+/** One Role's or ClusterRole's rules as sorted "resource.group:verb" strings. */
+function grantsOf(role: Obj): string[] {
+  const where = `${role.kind} ${role.metadata.namespace ?? ""}/${role.metadata.name}`;
+  assert.equal(role.aggregationRule, undefined, `${where}: no aggregationRule`);
+  const grants = new Set<string>();
+  for (const rule of (role.rules ?? []) as PolicyRule[]) {
+    assert.equal(rule.resourceNames, undefined, `${where}: no resourceNames`);
+    assert.equal(rule.nonResourceURLs, undefined, `${where}: no nonResourceURLs`);
+    for (const group of rule.apiGroups ?? []) {
+      for (const resource of rule.resources ?? []) {
+        for (const verb of rule.verbs ?? []) {
+          grants.add(`${resource}${group ? `.${group}` : ""}:${verb}`);
+        }
+      }
+    }
+  }
+  return [...grants].sort();
+}
+
+for (const target of TARGETS) {
+  Deno.test(`kubectl kustomize ${target} renders with exit 0 and no warnings`, async () => {
+    const { code, stderr, items } = await rendered(target);
+    assert.equal(code, 0, stderr);
+    assert.equal(stderr, "", `warnings while rendering ${target}`);
+    assert.ok(items.length > 0, `${target} renders objects`);
+  });
+}
+
+for (const target of INSTALLS) {
+  Deno.test(`${target}: RBAC grants exactly secrets get/list/patch and events create, to the kubeecr ServiceAccount only`, async () => {
+    const { items } = await rendered(target);
+    const roles = ofKind(items, "ClusterRole", "Role");
+    assert.ok(roles.length > 0, "the install has RBAC");
+    const union = new Set<string>();
+    for (const role of roles) {
+      // Each role on its own, so a namespaced install cannot miss a verb in one namespace.
+      assert.deepEqual(grantsOf(role), NEEDED, `${role.kind} ${role.metadata.namespace}`);
+      grantsOf(role).forEach((g) => union.add(g));
+    }
+    assert.deepEqual([...union].sort(), NEEDED);
+
+    const bindings = ofKind(items, "ClusterRoleBinding", "RoleBinding");
+    assert.equal(bindings.length, roles.length, "one binding per role");
+    for (const binding of bindings) {
+      assert.deepEqual(binding.subjects, [SERVICE_ACCOUNT]);
+      const ref = binding.roleRef;
+      const bound = roles.find((r) =>
+        r.kind === ref.kind && r.metadata.name === ref.name &&
+        r.metadata.namespace === binding.metadata.namespace
+      );
+      assert.ok(bound, `${binding.kind} ${binding.metadata.name} binds a rendered role`);
+    }
+    const sa = ofKind(items, "ServiceAccount");
+    assert.deepEqual(sa.map((s) => [s.metadata.namespace, s.metadata.name]), [[
+      "kubeecr",
+      "kubeecr",
+    ]]);
+  });
+
+  Deno.test(`${target}: the CronJob runs one hardened, bounded pod at a time`, async () => {
+    const { items } = await rendered(target);
+    const [cronjob, ...more] = ofKind(items, "CronJob");
+    assert.equal(more.length, 0, "one CronJob");
+    const spec = cronjob.spec;
+    assert.equal(spec.concurrencyPolicy, "Forbid");
+    assert.ok(spec.startingDeadlineSeconds > 0, "startingDeadlineSeconds");
+    assert.ok(spec.successfulJobsHistoryLimit >= 0, "successfulJobsHistoryLimit");
+    assert.ok(spec.failedJobsHistoryLimit >= 0, "failedJobsHistoryLimit");
+    const job = spec.jobTemplate.spec;
+    assert.ok(job.backoffLimit >= 0, "backoffLimit");
+    assert.ok(job.ttlSecondsAfterFinished > 0, "ttlSecondsAfterFinished");
+
+    const pod = job.template.spec;
+    assert.equal(pod.serviceAccountName, "kubeecr");
+    assert.equal(pod.securityContext?.runAsNonRoot, true);
+    assert.equal(pod.securityContext?.seccompProfile?.type, "RuntimeDefault");
+    assert.equal(pod.containers.length, 1);
+    const container = pod.containers[0];
+    assert.deepEqual(container.envFrom, [
+      { secretRef: { name: "kubeecr-aws-secrets", optional: true } },
+    ]);
+    const sc = container.securityContext;
+    assert.equal(sc?.runAsNonRoot, true);
+    assert.equal(sc?.readOnlyRootFilesystem, true);
+    assert.equal(sc?.allowPrivilegeEscalation, false);
+    assert.deepEqual(sc?.capabilities, { drop: ["ALL"] });
+    assert.equal(sc?.seccompProfile?.type, "RuntimeDefault");
+    assert.ok(container.resources?.requests?.cpu, "cpu request");
+    assert.ok(container.resources?.requests?.memory, "memory request");
+    assert.ok(container.resources?.limits?.memory, "memory limit");
+  });
+}
+
+Deno.test("examples/installation: the keys Secret has the exact name the CronJob reads", async () => {
+  const { items } = await rendered("examples/installation");
+  const secret = ofKind(items, "Secret").find((s) => s.metadata.name === "kubeecr-aws-secrets");
+  assert.equal(secret?.metadata.namespace, "kubeecr");
+  assert.deepEqual(Object.keys(secret?.data ?? {}).sort(), [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+  ]);
+});
+
+/** An audit record with the fields that name a resource fully. */
+type Audited = AuditRecord & { objectRef?: { apiGroup?: string; subresource?: string } };
+
+/** A kubeconfig in the environment's directory that authenticates with `token`. */
+async function tokenKubeconfig(env: TestEnvInfo, token: string): Promise<string> {
+  const path = `${env.dir}/kubeconfig-kubeecr-sa.yaml`;
+  await Deno.writeTextFile(
+    path,
+    `apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster:
+    server: ${env.server}
+    certificate-authority-data: ${b64(await Deno.readTextFile(env.caCert))}
+users:
+- name: u
+  user:
+    token: ${token}
+contexts:
+- name: c
+  context: {cluster: c, user: u}
+current-context: c
+`,
+    { mode: 0o600 },
+  );
+  return path;
+}
+
+Deno.test("the program, run with the rendered ClusterRole, uses only granted verbs, and each write verb it is granted", async () => {
+  // An environment of its own: the audit log then holds this install's requests only,
+  // and a cluster-wide run cannot touch other tests' Secrets.
+  const own = await startTestEnv({ log: () => {} });
+  const ecr = startEcrProxy(own.motoUrl);
+  try {
+    const { items } = await rendered("manifests");
+    const as = (args: string[], stdin?: string) =>
+      run(own.kubectl, ["--kubeconfig", own.kubeconfig, ...args], { stdin });
+    await as(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items }));
+    const granted = grantsOf(ofKind(items, "ClusterRole")[0]);
+
+    // Every path that writes or reports: two due Secrets, a wrong type, a bad
+    // annotation, a docker config that is not JSON.
+    for (const ns of ["team-one", "team-two"]) await as(["create", "namespace", ns]);
+    const valid = "123456789012/us-west-2";
+    await createSecret(own, "team-one", { name: "pull", registries: valid });
+    await createSecret(own, "team-two", {
+      name: "pull",
+      registries: `${valid},210987654321/eu-central-1`,
+    });
+    await createSecret(own, "team-two", { name: "opaque", registries: valid, type: "Opaque" });
+    await createSecret(own, "team-one", { name: "bad-annotation", registries: "us-west-2" });
+    await createSecret(own, "team-one", {
+      name: "bad-config",
+      registries: valid,
+      dockerConfig: `{"auths":"x"}`,
+    });
+
+    const token = (await as(["-n", "kubeecr", "create", "token", "kubeecr"])).trim();
+    const KUBECONFIG = await tokenKubeconfig(own, token);
+    const cli = (args: string[]) =>
+      runKubeecr(own, ["--log-format=json", ...args], { aws: ecr.awsEnv, env: { KUBECONFIG } });
+    const first = await cli([]);
+    assert.equal(first.code, 1, first.stdout + first.stderr); // the three bad Secrets
+    assert.equal(first.lines.find((l) => l.msg === "summary")?.refreshed, 2, first.stdout);
+    const second = await cli([]); // all fresh: reads and reports only
+    assert.equal(second.code, 1, second.stdout + second.stderr);
+
+    const requests = (await auditRecords(own) as Audited[]).filter((r) =>
+      r.user.username === SA_USER
+    );
+    const described = requests.map((r) => {
+      const ref = r.objectRef ?? {};
+      const resource = `${ref.resource ?? r.requestURI}${
+        ref.subresource ? `/${ref.subresource}` : ""
+      }`;
+      return `${resource}${ref.apiGroup ? `.${ref.apiGroup}` : ""}:${r.verb}`;
+    });
+    const used = [...new Set(described)].sort();
+    const refused = requests.filter((r) => (r.responseStatus?.code ?? 0) >= 400);
+    assert.deepEqual(refused.map((r) => `${r.verb} ${r.requestURI}`), [], "nothing refused");
+    assert.deepEqual(used.filter((u) => !granted.includes(u)), [], `used: ${used}`);
+    // get is only needed to re-read a Secret after a 409, which cannot be forced from outside.
+    for (const needed of ["secrets:list", "secrets:patch", "events:create"]) {
+      assert.ok(used.includes(needed), `${needed} used; used: ${used}`);
+    }
+  } finally {
+    await ecr.close();
+    await own.stop();
+  }
+});
