@@ -9,7 +9,6 @@ import denoJson from "./deno.json" with { type: "json" };
 import { type Config, ENV_VARS, parseConfig } from "./lib/config.ts";
 import { EcrTokenSource } from "./lib/ecr.ts";
 import { ConfigError, describeError } from "./lib/errors.ts";
-import { KubeSecretStore, loadKubeConfig } from "./lib/kube.ts";
 import { Logger } from "./lib/log.ts";
 import { runOnce } from "./lib/pipeline.ts";
 import { EXIT_CANNOT_START, exitCode } from "./lib/report.ts";
@@ -51,6 +50,9 @@ async function main(): Promise<number> {
 
   const log = new Logger({ format: config.logFormat, level: config.logLevel, write: stdoutLine });
   try {
+    // Loaded only now, so --help, --version and flag errors answer at once
+    // instead of after importing client-node (most of the start-up cost).
+    const { KubeSecretStore, loadKubeConfig } = await import("./lib/kube.ts");
     const store = new KubeSecretStore(loadKubeConfig(config.kube));
     const summary = await runOnce(config, {
       store,

@@ -1,7 +1,6 @@
 // TokenSource on AWS ECR. One GetAuthorizationToken per region: the token
 // serves every account the principal may pull from in that region.
 
-import { ECRClient, GetAuthorizationTokenCommand } from "@aws-sdk/client-ecr";
 import { KubeEcrError } from "./errors.ts";
 
 export interface RegistryToken {
@@ -49,6 +48,9 @@ export class EcrTokenSource implements TokenSource {
     // The SDK's default chain supplies credentials (env keys, web identity,
     // pod identity, instance profile, profiles) and honours
     // AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL.
+    // Loaded on first use: most hourly runs find every Secret fresh and never
+    // need the SDK (deno task bench: such a run peaks at 152 instead of 158 MiB).
+    const { ECRClient, GetAuthorizationTokenCommand } = await import("@aws-sdk/client-ecr");
     const client = new ECRClient({ region, maxAttempts: 3 });
     try {
       const out = await client.send(new GetAuthorizationTokenCommand({}));
