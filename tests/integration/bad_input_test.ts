@@ -13,10 +13,9 @@
 import assert from "node:assert/strict";
 import type * as k8s from "@kubernetes/client-node";
 import { startEcrProxy } from "../testenv/ecr_proxy.ts";
-import { freshNamespace, kubectl, testEnv } from "../testenv/connect.ts";
+import { freshNamespace, kubectl, testEnv, writeKubeconfig } from "../testenv/connect.ts";
 import { freePort } from "../testenv/util.ts";
 import {
-  b64,
   type CliResult,
   createSecret,
   dockerConfigOf,
@@ -68,31 +67,6 @@ async function assertFailure(
 async function assertRefreshed(namespace: string, name: string, item = VALID) {
   const auths = dockerConfigOf(await readSecret(env, namespace, name)).auths;
   assert.ok(auths[hostOf(item)]?.password, `${namespace}/${name} was refreshed`);
-}
-
-/** A kubeconfig file (in the environment's directory) for `server` with `user`. */
-async function writeKubeconfig(server: string, user: string): Promise<string> {
-  const path = await Deno.makeTempFile({ dir: env.dir, prefix: "kubeconfig-", suffix: ".yaml" });
-  await Deno.writeTextFile(
-    path,
-    `apiVersion: v1
-kind: Config
-clusters:
-- name: c
-  cluster:
-    server: ${server}
-    certificate-authority-data: ${b64(await Deno.readTextFile(env.caCert))}
-users:
-- name: u
-  user:
-${user}
-contexts:
-- name: c
-  context: {cluster: c, user: u}
-current-context: c
-`,
-  );
-  return path;
 }
 
 Deno.test("malformed annotation values fail only their own Secret with InvalidAnnotation and exit 1", async (t) => {
@@ -224,7 +198,7 @@ Deno.test("a namespace the identity may not read is reported by name, the allowe
     `--serviceaccount=${allowed}:kubeecr`,
   ]);
   const token = (await kubectl(env, ["-n", allowed, "create", "token", "kubeecr"])).trim();
-  const kubeconfig = await writeKubeconfig(env.server, `    token: ${token}`);
+  const kubeconfig = await writeKubeconfig(env, { token });
   await createSecret(env, allowed, { name: "pull", registries: VALID });
   const unreachable = await createSecret(env, forbidden, { name: "pull", registries: VALID });
 
@@ -316,12 +290,7 @@ Deno.test("a bad flag stops the run before it starts with exit 2 and a message n
 });
 
 Deno.test("a kubeconfig pointing at a closed port exits 2 saying the Kubernetes API did not answer", async () => {
-  const cert = b64(await Deno.readTextFile(env.admin.cert));
-  const key = b64(await Deno.readTextFile(env.admin.key));
-  const kubeconfig = await writeKubeconfig(
-    `https://127.0.0.1:${freePort()}`,
-    `    client-certificate-data: ${cert}\n    client-key-data: ${key}`,
-  );
+  const kubeconfig = await writeKubeconfig(env, env.admin, `https://127.0.0.1:${freePort()}`);
 
   const run = await runKubeecr(env, [...JSON_LOG], { env: { KUBECONFIG: kubeconfig } });
 

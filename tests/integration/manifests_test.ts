@@ -17,11 +17,11 @@
  */
 
 import assert from "node:assert/strict";
-import { kubectl, testEnv } from "../testenv/connect.ts";
+import { kubectl, testEnv, writeKubeconfig } from "../testenv/connect.ts";
 import { startEcrProxy } from "../testenv/ecr_proxy.ts";
-import { startTestEnv, type TestEnvInfo } from "../testenv/env.ts";
+import { startTestEnv } from "../testenv/env.ts";
 import { run } from "../testenv/util.ts";
-import { type AuditRecord, auditRecords, b64, createSecret, runKubeecr } from "./cli.ts";
+import { type AuditRecord, auditRecords, createSecret, runKubeecr } from "./cli.ts";
 import { copyInstallation } from "./install.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
@@ -216,32 +216,6 @@ Deno.test("examples/installation: the keys Secret has the exact name the CronJob
 /** An audit record with the fields that name a resource fully. */
 type Audited = AuditRecord & { objectRef?: { apiGroup?: string; subresource?: string } };
 
-/** A kubeconfig in the environment's directory that authenticates with `token`. */
-async function tokenKubeconfig(env: TestEnvInfo, token: string): Promise<string> {
-  const path = `${env.dir}/kubeconfig-kubeecr-sa.yaml`;
-  await Deno.writeTextFile(
-    path,
-    `apiVersion: v1
-kind: Config
-clusters:
-- name: c
-  cluster:
-    server: ${env.server}
-    certificate-authority-data: ${b64(await Deno.readTextFile(env.caCert))}
-users:
-- name: u
-  user:
-    token: ${token}
-contexts:
-- name: c
-  context: {cluster: c, user: u}
-current-context: c
-`,
-    { mode: 0o600 },
-  );
-  return path;
-}
-
 Deno.test("the program, run with the rendered ClusterRole, uses only granted verbs, and each write verb it is granted", async () => {
   // An environment of its own: the audit log then holds this install's requests only,
   // and a cluster-wide run cannot touch other tests' Secrets.
@@ -272,7 +246,7 @@ Deno.test("the program, run with the rendered ClusterRole, uses only granted ver
     });
 
     const token = (await as(["-n", "kubeecr", "create", "token", "kubeecr"])).trim();
-    const KUBECONFIG = await tokenKubeconfig(own, token);
+    const KUBECONFIG = await writeKubeconfig(own, { token });
     const cli = (args: string[]) =>
       runKubeecr(own, ["--log-format=json", ...args], { aws: ecr.awsEnv, env: { KUBECONFIG } });
     const first = await cli([]);

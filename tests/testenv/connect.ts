@@ -9,7 +9,7 @@
 
 import type * as k8s from "@kubernetes/client-node";
 import { Http1KubeConfig } from "../../lib/kube.ts";
-import { startTestEnv, type TestEnvInfo } from "./env.ts";
+import { type KubeconfigUser, kubeconfigYaml, startTestEnv, type TestEnvInfo } from "./env.ts";
 import { run } from "./util.ts";
 
 let shared: Promise<TestEnvInfo> | undefined;
@@ -65,4 +65,18 @@ export async function freshNamespace(env: TestEnvInfo, prefix: string): Promise<
   const name = `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
   await kubectl(env, ["create", "namespace", name]);
   return name;
+}
+
+/**
+ * Writes a kubeconfig file into the environment's directory (removed with
+ * it) for `user`, by default against the environment's API server.
+ */
+export async function writeKubeconfig(
+  env: TestEnvInfo,
+  user: KubeconfigUser,
+  server = env.server,
+): Promise<string> {
+  const path = await Deno.makeTempFile({ dir: env.dir, prefix: "kubeconfig-", suffix: ".yaml" });
+  await Deno.writeTextFile(path, kubeconfigYaml(server, env.caCert, user), { mode: 0o600 });
+  return path;
 }

@@ -137,29 +137,31 @@ export async function reapOrphans(tmp: string, log: (line: string) => void) {
   }
 }
 
-function kubeconfigYaml(
-  server: string,
-  pki: { ca: string; cert: string; key: string },
-  user: string,
-) {
+/** Who a kubeconfig authenticates as: a client certificate or a bearer token. */
+export type KubeconfigUser = { cert: string; key: string } | { token: string };
+
+/** A kubeconfig for `server`, trusting the CA in file `caFile`, with everything inlined. */
+export function kubeconfigYaml(server: string, caFile: string, user: KubeconfigUser): string {
   const b64 = (path: string) => btoa(Deno.readTextFileSync(path));
+  const credentials = "token" in user
+    ? `    token: ${user.token}`
+    : `    client-certificate-data: ${b64(user.cert)}\n    client-key-data: ${b64(user.key)}`;
   return `apiVersion: v1
 kind: Config
 clusters:
 - name: kubeecr-testenv
   cluster:
     server: ${server}
-    certificate-authority-data: ${b64(pki.ca)}
+    certificate-authority-data: ${b64(caFile)}
 users:
-- name: ${user}
+- name: user
   user:
-    client-certificate-data: ${b64(pki.cert)}
-    client-key-data: ${b64(pki.key)}
+${credentials}
 contexts:
 - name: kubeecr-testenv
   context:
     cluster: kubeecr-testenv
-    user: ${user}
+    user: user
 current-context: kubeecr-testenv
 `;
 }
@@ -334,7 +336,7 @@ export async function startTestEnv(opts: StartOptions = {}): Promise<TestEnv> {
     const kubeconfig = `${dir}/kubeconfig`;
     await Deno.writeTextFile(
       kubeconfig,
-      kubeconfigYaml(server, { ca: pki.caCert, cert: pki.admin.cert, key: pki.admin.key }, "admin"),
+      kubeconfigYaml(server, pki.caCert, pki.admin),
       { mode: 0o600 },
     );
     const awsEnv = {
