@@ -24,6 +24,8 @@ const COMPONENT = "kubeecr";
 // Large enough that a cluster with a few hundred pull secrets is one request,
 // small enough to bound memory per page.
 const PAGE_SIZE = 250;
+// Names the failed call in errors ("create event for Secret ns/name: HTTP 403").
+const EVENT_OPERATION = "create event for";
 // Ask for PartialObjectMetadataList: the server sends metadata only, so no
 // Secret's data (Helm releases, certificates) crosses the wire.
 const METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
@@ -164,7 +166,10 @@ function statusMessage(body: unknown): string | undefined {
 
 function hint(status: number, operation: string): string {
   if (status === 403) {
-    return `; grant the kubeecr identity '${operation}' on secrets there (see manifests/), or limit the run with --namespace`;
+    const permission = operation === EVENT_OPERATION
+      ? "'create' on events"
+      : `'${operation}' on secrets`;
+    return `; grant the kubeecr identity ${permission} there (see manifests/), or limit the run with --namespace`;
   }
   if (status === 401) {
     return "; the credentials in the kubeconfig or the service-account token were not accepted";
@@ -291,7 +296,7 @@ export class KubeSecretStore implements SecretStore {
         },
       });
     } catch (err) {
-      throw apiError("create event for", secret, err);
+      throw apiError(EVENT_OPERATION, secret, err);
     }
   }
 }
