@@ -29,8 +29,27 @@ export interface CliOptions {
   aws?: Record<string, string | undefined>;
 }
 
+/**
+ * Where the CLI's output is collected: beside the suite's shared environment
+ * (KUBEECR_TESTENV) when there is one, so runs against private environments
+ * (in-cluster and manifest tests) are scanned too; else beside `env`.
+ */
 export function cliOutputLog(env: TestEnvInfo): string {
-  return `${env.dir}/cli-output.log`;
+  const shared = Deno.env.get("KUBEECR_TESTENV");
+  const dir = shared ? shared.slice(0, shared.lastIndexOf("/")) : env.dir;
+  return `${dir}/cli-output.log`;
+}
+
+/** Appends one run's output to the collected log (see tests/final/leak_test.ts). */
+export async function recordCliOutput(
+  env: TestEnvInfo,
+  run: { args: string[]; code: number; stdout: string; stderr: string },
+): Promise<void> {
+  await Deno.writeTextFile(
+    cliOutputLog(env),
+    `### kubeecr ${run.args.join(" ")} → exit ${run.code}\n${run.stdout}${run.stderr}`,
+    { append: true },
+  );
 }
 
 export async function runKubeecr(
@@ -63,11 +82,7 @@ export async function runKubeecr(
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   const stdout = decode(out.stdout);
   const stderr = decode(out.stderr);
-  await Deno.writeTextFile(
-    cliOutputLog(env),
-    `### kubeecr ${args.join(" ")} → exit ${out.code}\n${stdout}${stderr}`,
-    { append: true },
-  );
+  await recordCliOutput(env, { args, code: out.code, stdout, stderr });
   const lines = stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
   return { code: out.code, stdout, stderr, lines };
 }

@@ -9,7 +9,8 @@
  * The pod's filesystem view is made with a private mount namespace
  * (`unshare -m`): a tmpfs over /run holds the token files and a bind mount
  * replaces /etc/hosts, so nothing on the machine changes. Needs root (as CI
- * and the developers' machines are).
+ * and the developers' machines here are) or passwordless sudo (as a hosted
+ * CI runner has).
  *
  * Each variant gets a test environment of its own, so RBAC and the audit log
  * show only what that install did.
@@ -20,6 +21,7 @@ import * as k8s from "@kubernetes/client-node";
 import { kubeConfigFor } from "../testenv/connect.ts";
 import { startTestEnv, type TestEnv } from "../testenv/env.ts";
 import { run } from "../testenv/util.ts";
+import { recordCliOutput } from "./cli.ts";
 import { copyInstallation } from "./install.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
@@ -122,8 +124,12 @@ async function runAsPod(
   const pod = await podSpec(env);
   const apiPort = new URL(env.server).port;
   const motoPort = new URL(env.motoUrl).port;
-  const out = await new Deno.Command("unshare", {
+  // A mount namespace needs root; elsewhere go through sudo, keeping exactly
+  // the environment below.
+  const asRoot = Deno.uid() === 0 ? [] : ["-n", "--preserve-env", "unshare"];
+  const out = await new Deno.Command(asRoot.length ? "sudo" : "unshare", {
     args: [
+      ...asRoot,
       "--mount",
       "--propagation",
       "private",
@@ -158,7 +164,9 @@ async function runAsPod(
     stderr: "piped",
   }).output();
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+  const result = { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+  await recordCliOutput(env, { args: [...pod.args, ...(overrides.extraArgs ?? [])], ...result });
+  return result;
 }
 
 async function canI(
