@@ -253,3 +253,34 @@ Deno.test("--log-format=json prints one JSON object per line and a summary line 
   assert.equal(summary["ecr-calls"], 1);
   assert.equal(summary["exit-code"], 1);
 });
+
+Deno.test("--context picks a kubeconfig context other than the current one", async () => {
+  await using ecr = startEcrProxy(env.motoUrl);
+  const ns = await freshNamespace(env, "context");
+  await createSecret(env, ns, { name: "pull", registries: "123456789012/us-west-2" });
+  // A copy of the admin kubeconfig whose current context points at nothing.
+  const kubeconfig = await Deno.makeTempFile({ dir: env.dir, suffix: ".yaml" });
+  await Deno.copyFile(env.kubeconfig, kubeconfig);
+  const config = (...args: string[]) =>
+    kubectl(env, ["--kubeconfig", kubeconfig, "config", ...args]);
+  await config("set-cluster", "nowhere", "--server=https://127.0.0.1:1");
+  await config("set-context", "nowhere", "--cluster=nowhere", "--user=user");
+  await config("use-context", "nowhere");
+  const options = { aws: ecr.awsEnv, env: { KUBECONFIG: kubeconfig } };
+
+  const current = await runKubeecr(env, ["--namespace", ns, ...JSON_LOG], options);
+  assert.equal(current.code, 2, "the current context reaches no API server");
+
+  const chosen = await runKubeecr(env, [
+    "--namespace",
+    ns,
+    "--context",
+    "kubeecr-testenv",
+    ...JSON_LOG,
+  ], options);
+  assert.equal(chosen.code, 0, chosen.stdout + chosen.stderr);
+  assert.equal(summaryOf(chosen).refreshed, 1);
+  assert.ok(
+    hostOf("123456789012/us-west-2") in dockerConfigOf(await readSecret(env, ns, "pull")).auths,
+  );
+});

@@ -424,3 +424,39 @@ Deno.test("no log line shows a token password or its auth form", async () => {
     assert.equal(text.includes(secret), false, secret);
   }
 });
+
+Deno.test("--namespace lists only the given namespaces and --exclude-namespace skips the listed ones", async (t) => {
+  const cases: { name: string; opts: Partial<RunOptions>; refreshed: string[] }[] = [
+    { name: "all namespaces", opts: {}, refreshed: ["a/s", "b/s", "c/s"] },
+    { name: "--namespace a,c", opts: { namespaces: ["a", "c"] }, refreshed: ["a/s", "c/s"] },
+    {
+      name: "--exclude-namespace b",
+      opts: { excludeNamespaces: ["b"] },
+      refreshed: ["a/s", "c/s"],
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      const store = new MemoryStore();
+      for (const namespace of ["a", "b", "c"]) {
+        store.add({
+          namespace,
+          name: "s",
+          annotations: { [ANNOTATION]: "111111111111/us-west-2" },
+        });
+      }
+      const { summary, code } = await run(store, new FakeEcr(), c.opts);
+      const refreshed = [...store.secrets.values()]
+        .filter((s) => EXPIRES_AT in s.annotations)
+        .map((s) => `${s.namespace}/${s.name}`)
+        .sort();
+      assert.deepEqual(refreshed, c.refreshed);
+      assert.equal(
+        summary.discovered,
+        c.refreshed.length,
+        "out-of-scope Secrets are not even reported",
+      );
+      assert.equal(code, 0);
+    });
+  }
+});
