@@ -195,12 +195,12 @@ async function auditOf(env: TestEnv, username: string): Promise<AuditEvent[]> {
 
 async function withEnv(fn: (env: TestEnv, work: string) => Promise<void>) {
   const env = await startTestEnv({ log: () => {} });
-  const work = await Deno.makeTempDir({ prefix: "kubeecr-smoke-" });
   try {
-    await fn(env, work);
+    // Inside the environment's directory, so it goes with it, also when a
+    // signal stops the environment before this finally block could run.
+    await fn(env, await Deno.makeTempDir({ dir: env.dir, prefix: "smoke-" }));
   } finally {
     await env.stop();
-    await Deno.remove(work, { recursive: true });
   }
 }
 

@@ -69,7 +69,8 @@ function rendered(target: string): Promise<Rendered> {
 }
 
 async function render(target: string): Promise<Rendered> {
-  const work = await Deno.makeTempDir({ prefix: "kubeecr-render-" });
+  // In the environment's directory: removed with it even if this test is interrupted.
+  const work = await Deno.makeTempDir({ dir: env.dir, prefix: "render-" });
   try {
     let dir = `${REPO}${target}`;
     if (target === "examples/installation") {
