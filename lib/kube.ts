@@ -6,7 +6,7 @@ import * as k8s from "@kubernetes/client-node";
 import type * as https from "node:https";
 import { Agent } from "undici";
 import type { KubeAccess } from "./config.ts";
-import type { SecretRef } from "./errors.ts";
+import { KubeEcrError, type SecretRef } from "./errors.ts";
 import {
   type EventReason,
   type EventType,
@@ -63,6 +63,21 @@ export class Http1KubeConfig extends k8s.KubeConfig {
   }
 }
 
+/** The kubeconfig cannot be read or does not name a usable context: the run cannot start. */
+export class KubeConfigError extends KubeEcrError {}
+
+function loadFile(kc: k8s.KubeConfig, path: string) {
+  try {
+    kc.loadFromFile(path);
+  } catch (err) {
+    // The cause (file not found, YAML error) is appended by describeError.
+    throw new KubeConfigError(
+      `cannot load kubeconfig ${path} (pass --kubeconfig or set KUBECONFIG to a readable file)`,
+      { cause: err },
+    );
+  }
+}
+
 /** Builds the client configuration from the resolved access mode. */
 export function loadKubeConfig(access: KubeAccess): k8s.KubeConfig {
   const kc = new Http1KubeConfig();
@@ -87,14 +102,22 @@ export function loadKubeConfig(access: KubeAccess): k8s.KubeConfig {
     return kc;
   }
   const [first, ...rest] = access.paths;
-  kc.loadFromFile(first);
+  loadFile(kc, first);
   // KUBECONFIG may name several files; later ones add what earlier ones lack.
   for (const path of rest) {
     const more = new Http1KubeConfig();
-    more.loadFromFile(path);
+    loadFile(more, path);
     kc.mergeConfig(more, true);
   }
-  if (access.context) kc.setCurrentContext(access.context);
+  const context = access.context ?? kc.getCurrentContext();
+  if (!kc.getContextObject(context)) {
+    const known = kc.getContexts().map((c) => c.name).join(", ") || "none";
+    throw new KubeConfigError(
+      `context "${context}" is not in ${access.paths.join(":")} (contexts there: ${known}); ` +
+        "pick one with --context",
+    );
+  }
+  kc.setCurrentContext(context);
   return kc;
 }
 

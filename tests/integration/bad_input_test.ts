@@ -300,3 +300,28 @@ Deno.test("a kubeconfig pointing at a closed port exits 2 saying the Kubernetes 
   assert.match(String(error.msg), /Kubernetes API/);
   assert.match(String(error.error), /no answer/);
 });
+
+Deno.test("a kubeconfig that cannot be used exits 2 naming the file or the context", async (t) => {
+  const cases = [
+    {
+      name: "missing file",
+      args: ["--kubeconfig", `${env.dir}/no-such-kubeconfig`],
+      says: [`cannot load kubeconfig ${env.dir}/no-such-kubeconfig`, "no such file"],
+    },
+    {
+      name: "unknown context",
+      args: ["--kubeconfig", env.kubeconfig, "--context", "staging"],
+      says: ['context "staging" is not in', "contexts there: kubeecr-testenv", "--context"],
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      const run = await runKubeecr(env, [...c.args, ...JSON_LOG]);
+      assert.equal(run.code, 2, run.stdout + run.stderr);
+      const error = String(run.lines.find((l) => l.level === "error")?.error);
+      for (const phrase of c.says) {
+        assert.ok(error.toLowerCase().includes(phrase.toLowerCase()), error);
+      }
+    });
+  }
+});
