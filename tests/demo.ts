@@ -10,8 +10,7 @@
  */
 
 import { startEcrProxy } from "./testenv/ecr_proxy.ts";
-import { startTestEnv, type TestEnv } from "./testenv/env.ts";
-import { run } from "./testenv/util.ts";
+import { kubectl, startTestEnv, type TestEnv } from "./testenv/env.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
 const NAMESPACE = "kubeecr-example";
@@ -19,10 +18,6 @@ const SECRET = "ecr-pull";
 
 function heading(text: string) {
   console.log(`\n== ${text}`);
-}
-
-async function kubectl(env: TestEnv, args: string[]): Promise<string> {
-  return await run(env.kubectl, ["--kubeconfig", env.kubeconfig, ...args]);
 }
 
 async function showSecret(env: TestEnv) {

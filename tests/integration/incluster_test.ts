@@ -19,9 +19,8 @@
 import assert from "node:assert/strict";
 import * as k8s from "@kubernetes/client-node";
 import { kubeConfigFor } from "../testenv/connect.ts";
-import { startTestEnv, type TestEnv } from "../testenv/env.ts";
-import { run } from "../testenv/util.ts";
-import { recordCliOutput } from "./cli.ts";
+import { kubectl, startTestEnv, type TestEnv } from "../testenv/env.ts";
+import { auditRecords, recordCliOutput } from "./cli.ts";
 import { copyInstallation } from "./install.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
@@ -49,10 +48,6 @@ interface PodRun {
   code: number;
   stdout: string;
   stderr: string;
-}
-
-async function kubectl(env: TestEnv, args: string[], stdin?: string) {
-  return await run(env.kubectl, ["--kubeconfig", env.kubeconfig, ...args], { stdin });
 }
 
 async function annotatedSecret(env: TestEnv, namespace: string, name = "ecr-pull") {
@@ -181,18 +176,6 @@ async function canI(
   return review.status?.allowed === true;
 }
 
-interface AuditEvent {
-  user: { username: string };
-  verb: string;
-  objectRef?: { resource?: string; namespace?: string };
-  requestURI: string;
-}
-
-async function auditOf(env: TestEnv, username: string): Promise<AuditEvent[]> {
-  const lines = (await Deno.readTextFile(env.auditLog)).split("\n").filter(Boolean);
-  return lines.map((l) => JSON.parse(l) as AuditEvent).filter((e) => e.user.username === username);
-}
-
 async function withEnv(fn: (env: TestEnv, work: string) => Promise<void>) {
   const env = await startTestEnv({ log: () => {} });
   try {
@@ -286,7 +269,9 @@ Deno.test("namespaced install: only the listed namespaces are read or written", 
     for (const ns of ["listed-one", "listed-two", "outside"]) await annotatedSecret(env, ns);
     await kubectl(env, ["apply", "-k", `${work}/examples/installation`]);
     const outsideBefore = await secretState(env, "outside");
-    const auditedBefore = (await auditOf(env, SA_USER)).length;
+    const byKubeecr = async () =>
+      (await auditRecords(env)).filter((r) => r.user.username === SA_USER);
+    const auditedBefore = (await byKubeecr()).length;
 
     const pod = await runAsPod(env, work, { ecrEndpoint: `http://${ECR_NAME}:PORT` });
     assert.equal(pod.code, 0, `stdout:\n${pod.stdout}\nstderr:\n${pod.stderr}`);
@@ -297,7 +282,7 @@ Deno.test("namespaced install: only the listed namespaces are read or written", 
 
     // The API server's own record: every request of the identity stayed in
     // the listed namespaces; none was cluster-wide.
-    const requests = (await auditOf(env, SA_USER)).slice(auditedBefore);
+    const requests = (await byKubeecr()).slice(auditedBefore);
     assert.ok(requests.some((r) => r.verb === "patch"), "the run's requests are in the audit log");
     const strays = requests.filter((r) =>
       !["listed-one", "listed-two"].includes(r.objectRef?.namespace ?? "")

@@ -9,8 +9,15 @@
 
 import type * as k8s from "@kubernetes/client-node";
 import { Http1KubeConfig } from "../../lib/kube.ts";
-import { type KubeconfigUser, kubeconfigYaml, startTestEnv, type TestEnvInfo } from "./env.ts";
-import { run } from "./util.ts";
+import {
+  type KubeconfigUser,
+  kubeconfigYaml,
+  kubectl,
+  startTestEnv,
+  type TestEnvInfo,
+} from "./env.ts";
+
+export { kubectl };
 
 let shared: Promise<TestEnvInfo> | undefined;
 
@@ -53,11 +60,6 @@ export function kubeConfigFor(env: TestEnvInfo, who: Identity): k8s.KubeConfig {
     currentContext: "testenv",
   });
   return kc;
-}
-
-/** Runs the environment's kubectl as admin; stdin is optional (for `apply -f -`). */
-export async function kubectl(env: TestEnvInfo, args: string[], stdin?: string): Promise<string> {
-  return await run(env.kubectl, ["--kubeconfig", env.kubeconfig, ...args], { stdin });
 }
 
 /** A namespace of its own for each test, so tests never see each other's objects. */

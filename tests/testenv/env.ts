@@ -36,6 +36,11 @@ export interface TestEnv extends TestEnvInfo {
   stop(): Promise<void>;
 }
 
+/** Runs the environment's kubectl as admin; stdin is optional (for `apply -f -`). */
+export async function kubectl(env: TestEnvInfo, args: string[], stdin?: string): Promise<string> {
+  return await run(env.kubectl, ["--kubeconfig", env.kubeconfig, ...args], { stdin });
+}
+
 const PREFIX = "kubeecr-testenv-";
 const OWNER_FILE = "owner.pid";
 
