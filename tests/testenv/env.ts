@@ -287,6 +287,27 @@ async function startServers(
   return { server, motoUrl };
 }
 
+/**
+ * freePort() picks a port and closes it before the server binds it; an
+ * outgoing connection of any process may be given that ephemeral port in
+ * between. A start whose server found its port taken is retried with new ports.
+ */
+async function withPortRetry<T>(
+  log: (line: string) => void,
+  start: () => Promise<T>,
+  current: () => Managed[],
+): Promise<T> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      const logs = await Promise.all(current().map((p) => tailOf(p.log, 50)));
+      if (attempt === 3 || !logs.some((l) => /address already in use/i.test(l))) throw err;
+      log(`a port was taken before its server could bind it; starting again with new ports`);
+    }
+  }
+}
+
 export async function startTestEnv(opts: StartOptions = {}): Promise<TestEnv> {
   const log = opts.log ?? ((line: string) => console.error(line));
   const started = Date.now();
@@ -332,11 +353,16 @@ export async function startTestEnv(opts: StartOptions = {}): Promise<TestEnv> {
 
   try {
     const pki = await createPki(`${dir}/pki`);
-    // owner.pid is rewritten after every spawn, so a reaper always knows every server.
-    const { server, motoUrl } = await startServers(dir, bins, motoServer, pki, (m) => {
-      processes.push(m);
-      writeOwner();
-    });
+    const { server, motoUrl } = await withPortRetry(log, async () => {
+      // A failed attempt's servers go before the next one starts.
+      await Promise.all(processes.splice(0).map(stopProcess));
+      await Deno.remove(`${dir}/etcd`, { recursive: true }).catch(() => {});
+      // owner.pid is rewritten after every spawn, so a reaper always knows every server.
+      return await startServers(dir, bins, motoServer, pki, (m) => {
+        processes.push(m);
+        writeOwner();
+      });
+    }, () => processes);
 
     const kubeconfig = `${dir}/kubeconfig`;
     await Deno.writeTextFile(
