@@ -85,12 +85,7 @@ function parseItem(item: string, fail: (what: string) => never): Registry {
 }
 
 /** ECR registry host; the China partition lives under amazonaws.com.cn. */
-export function hostFor(account: string, region: string): string {
+function hostFor(account: string, region: string): string {
   const suffix = region.startsWith("cn-") ? "amazonaws.com.cn" : "amazonaws.com";
   return `${account}.dkr.ecr.${region}.${suffix}`;
-}
-
-/** Distinct regions in first-seen order: one ECR token is fetched per region. */
-export function regionsOf(regs: Registry[]): string[] {
-  return [...new Set(regs.map((r) => r.region))];
 }

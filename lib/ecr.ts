@@ -49,7 +49,8 @@ export class EcrTokenSource implements TokenSource {
     // pod identity, instance profile, profiles) and honours
     // AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL.
     // Loaded on first use: most hourly runs find every Secret fresh and never
-    // need the SDK (deno task bench: such a run peaks at 152 instead of 158 MiB).
+    // need the SDK (deno task bench: such a run peaked at 152 MiB, 156-158
+    // MiB before this import was deferred).
     const { ECRClient, GetAuthorizationTokenCommand } = await import("@aws-sdk/client-ecr");
     const client = new ECRClient({ region, maxAttempts: 3 });
     try {

@@ -38,7 +38,9 @@ const METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.
  * down, and at random with --goaway-chance) aborts the whole process in
  * nghttp2 ("find_stream_on_goaway_func: Assertion ... failed"). Why one pool:
  * client-node makes a new undici Agent, so a new TLS handshake, per request.
- * Proxied clusters keep client-node's own dispatcher.
+ * That Agent is still built (inside super's method, which also sets the auth
+ * headers) but replaced before it ever connects. Proxied clusters keep
+ * client-node's own dispatcher.
  */
 export class Http1KubeConfig extends k8s.KubeConfig {
   #agent?: Promise<Agent | undefined>;

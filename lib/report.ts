@@ -1,8 +1,7 @@
 // Stage 4, report: one log line and one event per Secret, a summary line,
 // and the exit code.
 
-import { refString } from "./errors.ts";
-import { describeError } from "./errors.ts";
+import { describeError, refString } from "./errors.ts";
 import { formatTime } from "./due.ts";
 import type { Logger } from "./log.ts";
 import type { Outcome } from "./patch.ts";

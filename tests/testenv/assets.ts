@@ -39,6 +39,8 @@ const LOOKUPS: Lookup[] = [
 
 /** One Go wrapper module and what it builds. */
 interface GoBuild {
+  /** Names the cache folder: <name>-<version>-<hash>. */
+  name: string;
   dir: string;
   /** The module whose `require` line pins the release, e.g. k8s.io/kubernetes. */
   pinned: string;
@@ -48,6 +50,7 @@ interface GoBuild {
 }
 
 const KUBE_BUILD: GoBuild = {
+  name: "kubernetes",
   dir: `${GOBUILD}kube`,
   pinned: "k8s.io/kubernetes",
   packages: ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl"],
@@ -67,6 +70,7 @@ const KUBE_BUILD: GoBuild = {
 };
 
 const ETCD_BUILD: GoBuild = {
+  name: "etcd",
   dir: `${GOBUILD}etcd`,
   pinned: "go.etcd.io/etcd/server/v3",
   packages: ["."],
@@ -75,15 +79,11 @@ const ETCD_BUILD: GoBuild = {
 };
 
 /** Reads the pinned version from a wrapper module's go.mod (the one source of truth). */
-export async function pinnedVersion(build: GoBuild): Promise<string> {
+async function pinnedVersion(build: GoBuild): Promise<string> {
   const gomod = await Deno.readTextFile(`${build.dir}/go.mod`);
   const match = gomod.match(new RegExp(`^\\s*require\\s+${build.pinned}\\s+(v\\S+)`, "m"));
   if (!match) throw new Error(`${build.dir}/go.mod has no 'require ${build.pinned} <version>'`);
   return match[1];
-}
-
-export function kubernetesVersion(): Promise<string> {
-  return pinnedVersion(KUBE_BUILD);
 }
 
 function configuredPath(env: Record<string, string | undefined>, l: Lookup): string | undefined {
@@ -121,8 +121,7 @@ async function cacheFolder(build: GoBuild, version: string): Promise<string> {
     ["go.mod", "go.sum"].map((f) => Deno.readTextFile(`${build.dir}/${f}`)),
   );
   const hash = (await sha256Hex(sums.join("\0"))).slice(0, 10);
-  const name = build.outputs.includes("etcd") ? "etcd" : "kubernetes";
-  return `${cacheDir()}/bin/${name}-${version}-${hash}`;
+  return `${cacheDir()}/bin/${build.name}-${version}-${hash}`;
 }
 
 async function buildOnce(build: GoBuild, log: (line: string) => void): Promise<string> {

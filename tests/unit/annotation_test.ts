@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseAnnotation, regionsOf, type Registry } from "../../lib/annotation.ts";
+import { parseAnnotation, type Registry } from "../../lib/annotation.ts";
 import { AnnotationError } from "../../lib/errors.ts";
 
 const KEY = "deft.com/kubeecr";
@@ -116,13 +116,4 @@ Deno.test("the documented example message is produced verbatim", () => {
         `account "12345" must be exactly 12 digits; ${EXAMPLE}`,
     },
   );
-});
-
-Deno.test("regionsOf returns distinct regions in first-seen order", () => {
-  const regs = parseAnnotation(
-    KEY,
-    "123456789012/eu-west-1,210987654321/us-west-2,210987654321/eu-west-1",
-  );
-  assert.deepEqual(regionsOf(regs), ["eu-west-1", "us-west-2"]);
-  assert.deepEqual(regionsOf([]), []);
 });
