@@ -1,9 +1,10 @@
 // What to do with one discovered Secret, decided before any token is
-// fetched: it is invalid (and why), fresh, or due. Pure.
+// fetched: it is invalid (and why), fresh, or due. Pure (hashing included:
+// node:crypto's createHash is synchronous, so no Promise leaks in here).
 
 import { parseAnnotation, type Registry } from "./annotation.ts";
-import { readAuthHosts } from "./dockerconfig.ts";
-import { decide, EXPIRES_AT } from "./due.ts";
+import { fingerprint, readEcrEntries } from "./dockerconfig.ts";
+import { decide, type DueReason, statusKey } from "./due.ts";
 import { AnnotationError, DockerConfigError } from "./errors.ts";
 import type { EventReason, StoredSecret } from "./store.ts";
 
@@ -25,10 +26,11 @@ export interface AssessOptions {
 
 export function assess(secret: StoredSecret, opts: AssessOptions): Assessment {
   let registries: Registry[];
-  let presentHosts: Set<string>;
+  let entries: Map<string, string>;
   try {
     registries = parseAnnotation(opts.annotation, secret.annotations[opts.annotation] ?? "");
-    presentHosts = readAuthHosts(secret.dockerConfig);
+    // Also refuses, before any token is fetched, what could not be written.
+    entries = readEcrEntries(secret.dockerConfig, registries.map((r) => r.host));
   } catch (err) {
     if (err instanceof AnnotationError) {
       return { kind: "invalid", reason: "InvalidAnnotation", message: err.message };
@@ -40,13 +42,18 @@ export function assess(secret: StoredSecret, opts: AssessOptions): Assessment {
   }
   const decision = decide({
     hosts: registries.map((r) => r.host),
-    presentHosts,
-    expiresAt: secret.annotations[EXPIRES_AT],
+    entries: new Map([...entries].map(([host, text]) => [host, fingerprint(text)])),
+    status: secret.annotations[statusKey(opts.annotation)],
     now: opts.now,
     refreshWindowMs: opts.refreshWindowMs,
     force: opts.force,
   });
   return decision.due
-    ? { kind: "due", registries, why: decision.reason }
+    ? { kind: "due", registries, why: describeDue(decision.reason, decision.host) }
     : { kind: "fresh", registries, expiresAt: decision.expiresAt };
+}
+
+/** "entry-changed 123456789012.dkr.ecr.us-west-2.amazonaws.com", for the debug log. */
+function describeDue(reason: DueReason, host: string | undefined): string {
+  return host ? `${reason} ${host}` : reason;
 }

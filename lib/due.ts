@@ -1,50 +1,145 @@
-// Decides whether a Secret needs a new ECR token. Pure, so every branch is
-// a table row in tests/unit/due_test.ts.
+// Decides whether a Secret needs a new ECR token, from the data itself and
+// this installation's own status annotation. Pure, so every branch is a table
+// row in tests/unit/due_test.ts.
+
+import { createHash } from "node:crypto";
 
 /** Prefix of the annotations kubeecr owns on a Secret (and only those). */
 export const STATUS_PREFIX = "kubeecr.deft.com/";
-/** When kubeecr last wrote the Secret (RFC 3339, UTC). */
+/** Human summary: when kubeecr last wrote the Secret (RFC 3339, UTC). Never read back. */
 export const REFRESHED_AT = `${STATUS_PREFIX}refreshed-at`;
-/** When the token in the Secret expires (RFC 3339, UTC). */
+/** Human summary: the earliest expiry written by the last write (RFC 3339, UTC). Never read back. */
 export const EXPIRES_AT = `${STATUS_PREFIX}expires-at`;
 
-export type Decision =
-  | {
-    due: true;
-    reason: "forced" | "never-refreshed" | "missing-registry" | "expiring" | "invalid-expires-at";
+/** ECR's documented token lifetime. */
+export const TOKEN_LIFETIME_MS = 12 * 3600_000;
+/** Clock skew tolerated between ECR and this machine. */
+export const CLOCK_SKEW_MS = 5 * 60_000;
+
+/**
+ * This installation's status annotation, derived from its `--annotation`
+ * key so that two installations never read each other's state:
+ * "deft.com/kubeecr" → "kubeecr.deft.com/status.deft.com_kubeecr",
+ * "ecr" (no prefix) → "kubeecr.deft.com/status._ecr".
+ * A DNS prefix holds no "_", so the first "_" marks where "/" was and an
+ * unprefixed key (leading "_") cannot collide with a prefixed one. A name
+ * longer than the 63 characters Kubernetes allows becomes
+ * "status.h-<16 hex of SHA-256 of the key>" (no "_", so no collision either).
+ */
+export function statusKey(annotation: string): string {
+  const slash = annotation.indexOf("/");
+  const readable = slash < 0 ? `_${annotation}` : annotation.replace("/", "_");
+  const name = `status.${readable}`;
+  if (name.length <= 63) return `${STATUS_PREFIX}${name}`;
+  const hash = createHash("sha256").update(annotation).digest("hex").slice(0, 16);
+  return `${STATUS_PREFIX}status.h-${hash}`;
+}
+
+/** What one installation recorded about one registry host it wrote. */
+export interface HostStatus {
+  /** RFC 3339 UTC; already capped at write time. */
+  expiresAt: string;
+  /** fingerprint() of the exact entry text written. */
+  sha256: string;
+}
+
+/** Compact JSON, hosts sorted: {"<host>":{"expiresAt":"…","sha256":"…"},…}. */
+export function formatStatus(hosts: Map<string, HostStatus>): string {
+  const sorted = [...hosts].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+  return JSON.stringify(
+    Object.fromEntries(sorted.map(([h, s]) => [h, { expiresAt: s.expiresAt, sha256: s.sha256 }])),
+  );
+}
+
+/** undefined when the value is not what formatStatus writes (hand-edited, truncated). */
+export function parseStatus(value: string): Map<string, HostStatus> | undefined {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(value);
+  } catch {
+    return undefined;
   }
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return undefined;
+  const out = new Map<string, HostStatus>();
+  for (const [host, s] of Object.entries(doc)) {
+    const { expiresAt, sha256 } = (s ?? {}) as Record<string, unknown>;
+    if (typeof expiresAt !== "string" || typeof sha256 !== "string") return undefined;
+    out.set(host, { expiresAt, sha256 });
+  }
+  return out;
+}
+
+/**
+ * An expiry ECR answered, capped at now + 12h + skew: an answer in year 5138
+ * would otherwise make the Secret "fresh" forever.
+ */
+export function capExpiry(expiresAt: Date, now: Date): { expiresAt: Date; capped: boolean } {
+  const cap = now.getTime() + TOKEN_LIFETIME_MS + CLOCK_SKEW_MS;
+  return expiresAt.getTime() > cap
+    ? { expiresAt: new Date(cap), capped: true }
+    : { expiresAt, capped: false };
+}
+
+export type DueReason =
+  | "forced"
+  | "never-refreshed"
+  | "invalid-status"
+  | "new-registry"
+  | "missing-entry"
+  | "entry-changed"
+  | "invalid-expires-at"
+  | "implausible-expires-at"
+  | "expiring";
+
+export type Decision =
+  | { due: true; reason: DueReason; host?: string }
   | { due: false; reason: "fresh"; expiresAt: Date };
 
 export interface DecideInput {
   /** Registry hosts the annotation asks for. */
   hosts: string[];
-  /** Hosts already holding a credential in `.dockerconfigjson` (readAuthHosts). */
-  presentHosts: Set<string>;
-  /** Value of the EXPIRES_AT annotation, if any. */
-  expiresAt: string | undefined;
+  /** fingerprint() of each host's entry as it is in `.dockerconfigjson` now; absent = no entry. */
+  entries: Map<string, string>;
+  /** This installation's status annotation value (statusKey), if any. */
+  status: string | undefined;
   now: Date;
   refreshWindowMs: number;
   force: boolean;
 }
 
 /**
- * Fresh only when the recorded expiry is strictly later than now + window
- * AND every annotated host is already in `auths` (a registry added to the
- * annotation must not wait up to 12h). Anything doubtful is due: refreshing
- * early costs one API call, refreshing late breaks image pulls.
+ * Fresh only when, for every annotated host, the entry in the data is the
+ * one this installation wrote (its fingerprint matches the status) and the
+ * expiry recorded for it is later than now + window. Anything doubtful is
+ * due: refreshing early costs one API call, refreshing late breaks image pulls.
+ * The summary annotations (expires-at, refreshed-at) are never read: another
+ * installation or a GitOps re-apply can leave them saying "fresh".
  */
 export function decide(input: DecideInput): Decision {
   if (input.force) return { due: true, reason: "forced" };
-  if (input.expiresAt === undefined) return { due: true, reason: "never-refreshed" };
-  const expiresAt = parseTime(input.expiresAt);
-  if (expiresAt === undefined) return { due: true, reason: "invalid-expires-at" };
-  if (input.hosts.some((h) => !input.presentHosts.has(h))) {
-    return { due: true, reason: "missing-registry" };
+  if (input.status === undefined) return { due: true, reason: "never-refreshed" };
+  const status = parseStatus(input.status);
+  if (status === undefined) return { due: true, reason: "invalid-status" };
+  let earliest: Date | undefined;
+  for (const host of input.hosts) {
+    const recorded = status.get(host);
+    if (!recorded) return { due: true, reason: "new-registry", host };
+    const current = input.entries.get(host);
+    if (current === undefined) return { due: true, reason: "missing-entry", host };
+    if (current !== recorded.sha256) return { due: true, reason: "entry-changed", host };
+    const expiresAt = parseTime(recorded.expiresAt);
+    if (!expiresAt) return { due: true, reason: "invalid-expires-at", host };
+    if (capExpiry(expiresAt, input.now).capped) {
+      // Only a forged status or a clock that jumped back gets here.
+      return { due: true, reason: "implausible-expires-at", host };
+    }
+    if (expiresAt.getTime() <= input.now.getTime() + input.refreshWindowMs) {
+      return { due: true, reason: "expiring", host };
+    }
+    if (!earliest || expiresAt < earliest) earliest = expiresAt;
   }
-  if (expiresAt.getTime() <= input.now.getTime() + input.refreshWindowMs) {
-    return { due: true, reason: "expiring" };
-  }
-  return { due: false, reason: "fresh", expiresAt };
+  // An annotation with no hosts cannot be parsed, so `earliest` is set here.
+  return { due: false, reason: "fresh", expiresAt: earliest! };
 }
 
 /** RFC 3339 in UTC without milliseconds, e.g. "2026-11-27T21:00:00Z". */
@@ -52,23 +147,19 @@ export function formatTime(d: Date): string {
   return d.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
-// RFC 3339 date-time: full date, "T", full time, optional fraction, Z or offset.
-const RFC3339 =
-  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+// RFC 3339 date-time: Temporal is lenient about the separator and the
+// offset's form; this keeps the accepted text to what RFC 3339 allows.
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 
 /**
- * Strict RFC 3339 parser. Date.parse alone is too lenient: it accepts
- * "2026-11-27" or "Nov 27 2026" and rolls "2026-02-30" over to March 2.
+ * Strict RFC 3339 parser (Temporal.Instant.from rejects impossible dates
+ * such as 2026-02-30 instead of rolling them over as Date.parse does).
  */
 export function parseTime(s: string): Date | undefined {
-  const m = RFC3339.exec(s);
-  if (!m) return undefined;
-  const [, y, mo, d, h, mi, sec] = m.map(Number);
-  // Reject impossible fields instead of letting Date roll them over. A leap
-  // second (":60") is rejected too: Date cannot represent it, and "due" is the
-  // safe answer for a value we cannot read.
-  const days = new Date(Date.UTC(y, mo, 0)).getUTCDate();
-  if (mo < 1 || mo > 12 || d < 1 || d > days || h > 23 || mi > 59 || sec > 59) return undefined;
-  const t = Date.parse(s.toUpperCase());
-  return Number.isNaN(t) ? undefined : new Date(t);
+  if (!RFC3339.test(s)) return undefined;
+  try {
+    return new Date(Temporal.Instant.from(s.toUpperCase()).epochMilliseconds);
+  } catch {
+    return undefined;
+  }
 }

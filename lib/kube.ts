@@ -132,21 +132,8 @@ function toStored(s: k8s.V1Secret, fallbackNamespace?: string): StoredSecret {
     resourceVersion: s.metadata?.resourceVersion ?? "",
     type: s.type ?? "",
     annotations: s.metadata?.annotations ?? {},
-    dockerConfig: raw === undefined ? undefined : decodeBase64(raw),
+    dockerConfig: raw === undefined ? undefined : Uint8Array.fromBase64(raw),
   };
-}
-
-function decodeBase64(b64: string): string {
-  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-  // Not fatal: invalid UTF-8 becomes U+FFFD and then fails as "not valid JSON".
-  return new TextDecoder().decode(bytes);
-}
-
-function encodeBase64(text: string): string {
-  const bytes = new TextEncoder().encode(text);
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return btoa(binary);
 }
 
 /** Turns client-node's failures into KubeApiError; the response body is not kept (it may echo data). */
@@ -276,7 +263,7 @@ export class KubeSecretStore implements SecretStore {
     // the server answers 409 if the Secret changed since it was read.
     const body = {
       metadata: { resourceVersion: update.resourceVersion, annotations: update.annotations },
-      data: { [DOCKER_CONFIG_KEY]: encodeBase64(update.dockerConfig) },
+      data: { [DOCKER_CONFIG_KEY]: update.dockerConfig.toBase64() },
     };
     try {
       await this.#core.patchNamespacedSecret(

@@ -4,12 +4,27 @@
 
 import type { Registry } from "./annotation.ts";
 import { DockerConfigError, KubeEcrError, type SecretRef } from "./errors.ts";
-import { type EcrCredential, mergeDockerConfig } from "./dockerconfig.ts";
-import { EXPIRES_AT, formatTime, REFRESHED_AT } from "./due.ts";
+import { type EcrCredential, fingerprint, setEcrEntries } from "./dockerconfig.ts";
+import {
+  capExpiry,
+  EXPIRES_AT,
+  formatStatus,
+  formatTime,
+  type HostStatus,
+  REFRESHED_AT,
+  statusKey,
+} from "./due.ts";
 import type { EventReason, SecretStore, StoredSecret } from "./store.ts";
 
 export type Outcome =
-  | { kind: "refreshed"; secret: SecretRef; hosts: string[]; expiresAt: Date }
+  | {
+    kind: "refreshed";
+    secret: SecretRef;
+    hosts: string[];
+    expiresAt: Date;
+    /** Hosts whose ECR expiry was later than now + 12h + skew and was capped. */
+    capped?: string[];
+  }
   | { kind: "fresh"; secret: SecretRef; hosts: string[]; expiresAt: Date }
   | { kind: "skipped"; secret: SecretRef; why: string }
   | {
@@ -27,26 +42,57 @@ export interface WriteOptions {
   maxAttempts: number;
 }
 
+/** A registry's credential and the expiry ECR answered for its token. */
+export interface HostCredential extends EcrCredential {
+  expiresAt: Date;
+}
+
+/**
+ * Writes every credential into the Secret, with this installation's status
+ * annotation (per host: capped expiry + fingerprint of the entry written) and
+ * the human summary (refreshed-at, expires-at = the earliest capped expiry).
+ */
 export async function writeSecret(
   store: SecretStore,
   secret: StoredSecret,
   registries: Registry[],
-  creds: EcrCredential[],
-  expiresAt: Date,
+  creds: HostCredential[],
   opts: WriteOptions,
 ): Promise<Outcome> {
   const ref = { namespace: secret.namespace, name: secret.name };
   const hosts = registries.map((r) => r.host);
   const annotationRead = secret.annotations[opts.annotation];
+  const expiries = new Map(creds.map((c) => [c.host, capExpiry(c.expiresAt, opts.now)]));
+  const capped = creds.filter((c) => expiries.get(c.host)!.capped).map((c) => c.host);
+  const expiresAt = new Date(Math.min(...[...expiries.values()].map((e) => e.expiresAt.getTime())));
   let current = secret;
   try {
     for (let attempt = 1; attempt <= opts.maxAttempts; attempt++) {
+      const { bytes, entries } = setEcrEntries(current.dockerConfig, creds);
+      const status = new Map<string, HostStatus>(
+        [...entries].map(([host, text]) => [host, {
+          expiresAt: formatTime(expiries.get(host)!.expiresAt),
+          sha256: fingerprint(text),
+        }]),
+      );
       const result = await store.patch(ref, {
         resourceVersion: current.resourceVersion,
-        dockerConfig: mergeDockerConfig(current.dockerConfig, creds),
-        annotations: { [REFRESHED_AT]: formatTime(opts.now), [EXPIRES_AT]: formatTime(expiresAt) },
+        dockerConfig: bytes,
+        annotations: {
+          [REFRESHED_AT]: formatTime(opts.now),
+          [EXPIRES_AT]: formatTime(expiresAt),
+          [statusKey(opts.annotation)]: formatStatus(status),
+        },
       }, { dryRun: opts.dryRun });
-      if (result === "patched") return { kind: "refreshed", secret: ref, hosts, expiresAt };
+      if (result === "patched") {
+        return {
+          kind: "refreshed",
+          secret: ref,
+          hosts,
+          expiresAt,
+          ...(capped.length > 0 ? { capped } : {}),
+        };
+      }
       if (result === "gone") return { kind: "skipped", secret: ref, why: "deleted during the run" };
 
       // 409: someone wrote the Secret since it was read. Merge into their version.

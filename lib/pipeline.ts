@@ -105,9 +105,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
       return;
     }
     const creds = registries.map((r) => ({ host: r.host, ...tokens.get(r.region)! }));
-    // The Secret is as good as its first-expiring token.
-    const expiresAt = new Date(Math.min(...creds.map((c) => c.expiresAt.getTime())));
-    const outcome = await writeSecret(store, secret, registries, creds, expiresAt, {
+    const outcome = await writeSecret(store, secret, registries, creds, {
       annotation: opts.annotation,
       dryRun: opts.dryRun,
       now,

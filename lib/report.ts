@@ -59,6 +59,7 @@ export async function reportOutcome(
         secret,
         registries: o.hosts,
         "expires-at": formatTime(o.expiresAt),
+        ...(o.capped ? { "expiry-capped": o.capped } : {}),
       });
       break;
     case "fresh":
@@ -78,6 +79,8 @@ export async function reportOutcome(
       reason: "Refreshed" as const,
       message: `Refreshed ECR credentials for ${o.hosts.join(", ")}; they expire at ${
         formatTime(o.expiresAt)
+      }${
+        o.capped ? ` (capped to 12h: ECR answered a later expiry for ${o.capped.join(", ")})` : ""
       }`,
     }
     : { type: "Warning" as const, reason: o.reason, message: o.message };

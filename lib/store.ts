@@ -9,16 +9,20 @@ export interface StoredSecret extends SecretRef {
   resourceVersion: string;
   type: string;
   annotations: Record<string, string>;
-  /** `.dockerconfigjson`, base64-decoded; undefined when the key is absent. */
-  dockerConfig?: string;
+  /**
+   * `.dockerconfigjson`, base64-decoded only: the raw bytes (lib/dockerconfig.ts
+   * decodes them as strict UTF-8). undefined when the key is absent.
+   */
+  dockerConfig?: Uint8Array;
 }
 
 /** What a write changes: the docker config and kubeecr's own annotations, nothing else. */
 export interface SecretUpdate {
   /** The resourceVersion read; the server refuses the write (409) if it moved on. */
   resourceVersion: string;
-  dockerConfig: string;
-  annotations: Record<string, string>;
+  dockerConfig: Uint8Array;
+  /** kubeecr's own annotations; null removes one (JSON merge patch). */
+  annotations: Record<string, string | null>;
 }
 
 export type PatchResult = "patched" | "conflict" | "gone";

@@ -29,6 +29,7 @@ const EXPIRES_AT = "kubeecr.deft.com/expires-at";
 const DOCKER = "kubernetes.io/dockerconfigjson";
 const NOW = new Date("2026-11-27T12:00:00Z");
 const HOUR = 3600_000;
+const enc = (text: string) => new TextEncoder().encode(text);
 const host = (item: string) => {
   const [account, region] = item.split("/");
   return `${account}.dkr.ecr.${region}.amazonaws.com`;
@@ -61,7 +62,7 @@ class MemoryStore implements SecretStore {
       uid: `uid-${s.namespace}-${s.name}`,
       type: DOCKER,
       annotations: {},
-      dockerConfig: '{"auths":{}}',
+      dockerConfig: enc('{"auths":{}}'),
       ...s,
       resourceVersion: String(++this.#rv),
     };
@@ -83,7 +84,7 @@ class MemoryStore implements SecretStore {
 
   /** The Secret's docker config as stored now, parsed. */
   auths(ref: SecretRef): Record<string, { password?: string; auth?: string }> {
-    return JSON.parse(this.secrets.get(key(ref))!.dockerConfig!).auths;
+    return JSON.parse(new TextDecoder().decode(this.secrets.get(key(ref))!.dockerConfig!)).auths;
   }
 
   async *listDockerConfigSecrets(scope: ListScope) {
@@ -123,7 +124,11 @@ class MemoryStore implements SecretStore {
       if (!opts.dryRun) {
         this.edit(ref, (x) => {
           x.dockerConfig = update.dockerConfig;
-          Object.assign(x.annotations, update.annotations);
+          // JSON merge patch: null removes the key.
+          for (const [k, v] of Object.entries(update.annotations)) {
+            if (v === null) delete x.annotations[k];
+            else x.annotations[k] = v;
+          }
         });
       }
       return "patched" satisfies PatchResult;
@@ -231,14 +236,16 @@ Deno.test("no token call and no write when nothing is due", async () => {
   const store = new MemoryStore();
   const ecr = new FakeEcr();
   const item = "111111111111/us-west-2";
-  const fresh = pull(store, "fresh", item, {
-    annotations: { [ANNOTATION]: item, [EXPIRES_AT]: "2026-11-27T22:00:00Z" },
-    dockerConfig: JSON.stringify({ auths: { [host(item)]: { auth: "x", password: "p" } } }),
-  });
+  pull(store, "fresh", item);
+  await run(store, ecr);
+  assert.equal(ecr.total(), 1);
+  const fresh = store.secrets.get("ns/fresh")!;
+  assert.equal(fresh.annotations[EXPIRES_AT], "2026-11-28T00:00:00Z");
+  store.events.length = 0;
 
   const { summary, code } = await run(store, ecr);
 
-  assert.equal(ecr.total(), 0);
+  assert.equal(ecr.total(), 1);
   assert.equal(summary.fresh, 1);
   assert.equal(code, 0);
   assert.equal(store.secrets.get(key(fresh))!.resourceVersion, fresh.resourceVersion);
@@ -252,7 +259,7 @@ Deno.test("a 409 re-reads the Secret and merges into the concurrent version, kee
   store.hooks.beforePatch = (ref, attempt) => {
     if (attempt === 1) {
       store.edit(ref, (x) => {
-        x.dockerConfig = JSON.stringify({ auths: { "ghcr.io": { auth: "added-meanwhile" } } });
+        x.dockerConfig = enc(JSON.stringify({ auths: { "ghcr.io": { auth: "added-meanwhile" } } }));
       });
     }
   };
@@ -270,9 +277,9 @@ Deno.test("a Secret that changes under every one of 3 writes fails with RefreshF
   const store = new MemoryStore();
   const ecr = new FakeEcr();
   const s = pull(store, "busy", "111111111111/us-west-2");
-  let theirs = "";
+  let theirs = enc("");
   store.hooks.beforePatch = (ref, attempt) => {
-    theirs = JSON.stringify({ auths: { "ghcr.io": { auth: `theirs-${attempt}` } } });
+    theirs = enc(JSON.stringify({ auths: { "ghcr.io": { auth: `theirs-${attempt}` } } }));
     store.edit(ref, (x) => x.dockerConfig = theirs);
   };
 
@@ -363,13 +370,13 @@ Deno.test("a .dockerconfigjson the server would refuse (not JSON, an array) fail
     await t.step(raw, async () => {
       const store = new MemoryStore();
       const ecr = new FakeEcr();
-      const bad = pull(store, "bad", "111111111111/us-west-2", { dockerConfig: raw });
+      const bad = pull(store, "bad", "111111111111/us-west-2", { dockerConfig: enc(raw) });
       const good = pull(store, "good", "111111111111/us-west-2");
 
       const { code, lines } = await run(store, ecr);
 
       assert.equal(code, 1);
-      assert.equal(store.secrets.get(key(bad))!.dockerConfig, raw);
+      assert.deepEqual(store.secrets.get(key(bad))!.dockerConfig, enc(raw));
       assert.equal(store.secrets.get(key(bad))!.resourceVersion, bad.resourceVersion);
       assert.deepEqual(store.eventsOf(bad), [{ type: "Warning", reason: "InvalidDockerConfig" }]);
       assert.ok(store.auths(good)[host("111111111111/us-west-2")]);
