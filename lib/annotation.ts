@@ -17,6 +17,10 @@ export interface Registry {
 const EXPECTED =
   "expected <12-digit account>/<region>[,<account>/<region>...], e.g. 123456789012/us-west-2";
 
+// Values longer than this are not echoed whole; PREFIX characters are.
+const LONG = 100;
+const PREFIX = 40;
+
 const ACCOUNT_RE = /^[0-9]{12}$/;
 // Partition prefix, optional "-gov", a direction word, a number:
 // us-west-2, us-gov-west-1, cn-north-1, ap-southeast-3, il-central-1.
@@ -29,11 +33,14 @@ const REGION_RE = /^[a-z]{2}(-gov)?-[a-z]+-\d{1,2}$/;
  */
 export function parseAnnotation(key: string, value: string): Registry[] {
   const fail = (what: string): never => {
-    throw new AnnotationError(
-      key,
-      value,
-      `annotation ${key}=${JSON.stringify(value)}: ${what}; ${EXPECTED}`,
-    );
+    // A long value is not echoed in full: the reason and the fix come first,
+    // then a short prefix, so the log line and the event stay readable (and
+    // a few hundred bytes long whatever the value).
+    const message = value.length <= LONG
+      ? `annotation ${key}=${JSON.stringify(value)}: ${what}; ${EXPECTED}`
+      : `annotation ${key}: ${what}; ${EXPECTED}; the value has ${value.length} characters ` +
+        `and starts with ${quote(value)}`;
+    throw new AnnotationError(key, value, message);
   };
 
   if (value.trim() === "") fail("value is empty");
@@ -47,7 +54,7 @@ export function parseAnnotation(key: string, value: string): Registry[] {
       // "a,,b" or "a," — almost always a typo, so say where it is.
       fail(`item ${i + 1} of ${items.length} is empty (stray comma?)`);
     }
-    const reg = parseItem(item, (what) => fail(`item ${JSON.stringify(item)}: ${what}`));
+    const reg = parseItem(item, (what) => fail(`item ${quote(item)}: ${what}`));
     if (!seen.has(reg.host)) {
       seen.add(reg.host);
       out.push(reg);
@@ -57,6 +64,19 @@ export function parseAnnotation(key: string, value: string): Registry[] {
 }
 
 function parseItem(item: string, fail: (what: string) => never): Registry {
+  // "123456789012/us-west-2 210987654321/eu-west-1": several items run together.
+  const runTogether = item.split(/[\s;]+/);
+  if (runTogether.length > 1 && runTogether.every((p) => p.includes("/"))) {
+    const by = [
+      /;/.test(item) && "semicolons",
+      /[\n\r]/.test(item) && "line breaks",
+      /[^\S\n\r]/.test(item) && "spaces",
+    ].filter(Boolean).join(" and ");
+    fail(
+      `holds ${runTogether.length} items separated by ${by}; separate items with commas, ` +
+        `e.g. ${runTogether.slice(0, 2).map((p) => quote(p).slice(1, -1)).join(",")}`,
+    );
+  }
   const parts = item.split("/");
   if (parts.length === 1) {
     // A bare account is the most likely mistake: say the region is missing.
@@ -70,18 +90,36 @@ function parseItem(item: string, fail: (what: string) => never): Registry {
   // guessed at (whitespace is allowed around items only).
   const [account, region] = parts;
   if (account === "") fail("account is missing");
+  if (/^\p{Nd}+$/u.test(account) && !/^[0-9]+$/.test(account)) {
+    // "１２３…" (full-width) or "١٢٣…" (Arabic-Indic) look right and are digits to Unicode.
+    fail(`account ${quote(account)} must be written with the ASCII digits 0-9`);
+  }
   if (!/^[0-9]+$/.test(account)) {
-    fail(`account ${JSON.stringify(account)} must contain only digits`);
+    fail(`account ${quote(account)} must contain only digits`);
   }
   if (!ACCOUNT_RE.test(account)) {
-    fail(`account ${JSON.stringify(account)} must be exactly 12 digits`);
+    fail(`account ${quote(account)} must be exactly 12 digits`);
   }
   if (region === "") fail("region is missing");
   if (!REGION_RE.test(region)) {
-    const q = JSON.stringify(region);
+    const q = quote(region);
     fail(`region ${q} is not an AWS region name (lowercase, like us-west-2 or us-gov-west-1)`);
   }
   return { account, region, host: hostFor(account, region) };
+}
+
+/**
+ * A part of the value, quoted as JSON; cut to PREFIX characters of quoted
+ * text (escapes count: 70 000 NUL bytes must not become 420 000 characters).
+ */
+function quote(s: string): string {
+  let out = "";
+  for (const ch of s) {
+    const q = JSON.stringify(ch).slice(1, -1);
+    if (out.length + q.length > PREFIX) return `"${out}"…`;
+    out += q;
+  }
+  return `"${out}"`;
 }
 
 /** ECR registry host; the China partition lives under amazonaws.com.cn. */

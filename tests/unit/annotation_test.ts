@@ -77,6 +77,32 @@ Deno.test("parseAnnotation rejects invalid values with a specific message", asyn
     ["empty middle item", "123456789012/us-west-2,,210987654321/eu-west-1", "item 2 of 3 is empty"],
     ["trailing comma", "123456789012/us-west-2,", "item 2 of 2 is empty"],
     [
+      "items separated by spaces",
+      "123456789012/us-west-2 210987654321/eu-west-1",
+      "holds 2 items separated by spaces; separate items with commas, " +
+      "e.g. 123456789012/us-west-2,210987654321/eu-west-1",
+    ],
+    [
+      "items separated by a line break (a YAML block scalar)",
+      "123456789012/us-west-2\n210987654321/eu-west-1\n",
+      "separated by line breaks; separate items with commas",
+    ],
+    [
+      "items separated by semicolons",
+      "123456789012/us-west-2;210987654321/eu-west-1; 111111111111/us-east-1",
+      "holds 3 items separated by semicolons and spaces; separate items with commas",
+    ],
+    [
+      "full-width digits in the account",
+      "１２３４５６７８９０１２/us-west-2",
+      'account "１２３４５６７８９０１２" must be written with the ASCII digits 0-9',
+    ],
+    [
+      "Arabic-Indic digits in the account",
+      "١٢٣٤٥٦٧٨٩٠١٢/us-west-2",
+      "must be written with the ASCII digits 0-9",
+    ],
+    [
       "one bad item among good ones is named",
       "123456789012/us-west-2, 21098765432/eu-west-1",
       'item "21098765432/eu-west-1": account "21098765432" must be exactly 12 digits',
@@ -116,4 +142,30 @@ Deno.test("the documented example message is produced verbatim", () => {
         `account "12345" must be exactly 12 digits; ${EXAMPLE}`,
     },
   );
+});
+
+Deno.test("a very long value: reason and fix first, only a short prefix echoed", async (t) => {
+  const cases: [string, string, string][] = [
+    [
+      "many items, one bad",
+      `${"123456789012/us-west-2,".repeat(200)}1234/us-west-2`,
+      'item "1234/us-west-2"',
+    ],
+    ["one huge item", `123456789012/${"a".repeat(5000)}`, "is not an AWS region name"],
+    ["binary junk", "\u0000".repeat(70_000), 'missing "/" between'],
+  ];
+  for (const [name, value, fragment] of cases) {
+    await t.step(name, () => {
+      const caught = thrown(() => parseAnnotation(KEY, value));
+      assert.ok(caught instanceof AnnotationError, String(caught));
+      assert.ok(caught.message.startsWith(`annotation ${KEY}: `), caught.message);
+      assert.ok(caught.message.includes(fragment), caught.message);
+      const fixAt = caught.message.indexOf(EXAMPLE);
+      const echoAt = caught.message.indexOf("the value has");
+      assert.ok(fixAt > 0 && echoAt > fixAt, "the fix comes before the echo");
+      assert.ok(caught.message.includes(`the value has ${value.length} characters`));
+      assert.ok(caught.message.length < 400, `${caught.message.length} characters`);
+      assert.equal(caught.value, value, "the error still carries the whole value");
+    });
+  }
 });
