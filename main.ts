@@ -7,7 +7,7 @@
 
 import denoJson from "./deno.json" with { type: "json" };
 import { type Config, ENV_VARS, parseConfig } from "./lib/config.ts";
-import { EcrTokenSource } from "./lib/ecr.ts";
+import { credentialHints, EcrTokenSource } from "./lib/ecr.ts";
 import { ConfigError, describeError } from "./lib/errors.ts";
 import { Logger } from "./lib/log.ts";
 import { runOnce } from "./lib/pipeline.ts";
@@ -19,9 +19,9 @@ import { KubeApiError } from "./lib/store.ts";
  * cronjob permission set does not grant KUBECONFIG, and a variable the
  * sandbox hides is simply unset here rather than a crash.
  */
-function readEnv(): Record<string, string | undefined> {
+function readEnv(names = ENV_VARS): Record<string, string | undefined> {
   const env: Record<string, string | undefined> = {};
-  for (const variable of ENV_VARS) {
+  for (const variable of names) {
     if (Deno.permissions.querySync({ name: "env", variable }).state === "granted") {
       env[variable] = Deno.env.get(variable);
     }
@@ -56,7 +56,10 @@ async function main(): Promise<number> {
     const store = new KubeSecretStore(loadKubeConfig(config.kube));
     const summary = await runOnce(config, {
       store,
-      tokens: new EcrTokenSource(),
+      tokens: new EcrTokenSource({
+        credentials: credentialHints((name) => readEnv([name])[name]),
+        allowedHosts: denoJson.permissions.cronjob.net,
+      }),
       log,
       now: () => new Date(),
     });

@@ -43,7 +43,36 @@ export function passwordOf(authorizationToken: string): string | undefined {
   return colon > 0 && decoded.length > colon + 1 ? decoded.slice(colon + 1) : undefined;
 }
 
+/** What the credential chain was given, for a message that says what is missing. */
+export interface CredentialHints {
+  /** AWS_PROFILE, if set. */
+  profile?: string;
+  /** Whether AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are set (never their values). */
+  accessKeyId: boolean;
+  secretAccessKey: boolean;
+}
+
+/** The hints from an environment lookup (main.ts passes one that respects the sandbox). */
+export function credentialHints(get: (name: string) => string | undefined): CredentialHints {
+  const set = (name: string) => (get(name) ?? "") !== "";
+  const profile = get("AWS_PROFILE");
+  return {
+    ...(profile ? { profile } : {}),
+    accessKeyId: set("AWS_ACCESS_KEY_ID"),
+    secretAccessKey: set("AWS_SECRET_ACCESS_KEY"),
+  };
+}
+
+export interface EcrOptions {
+  /** Read from the environment by main.ts (lib/ reads no environment). */
+  credentials?: CredentialHints;
+  /** The sandbox's net allow-list (deno.json permissions.cronjob.net), for the refusal message. */
+  allowedHosts?: string[];
+}
+
 export class EcrTokenSource implements TokenSource {
+  constructor(readonly options: EcrOptions = {}) {}
+
   async fetch(region: string): Promise<RegistryToken> {
     // The SDK's default chain supplies credentials (env keys, web identity,
     // pod identity, instance profile, profiles) and honours
@@ -68,20 +97,106 @@ export class EcrTokenSource implements TokenSource {
       return { password, expiresAt: data.expiresAt };
     } catch (err) {
       if (err instanceof TokenError) throw err;
-      const code = errorCode(err);
-      throw new TokenError(
-        region,
-        code,
-        code === "CredentialsProviderError",
-        `ECR GetAuthorizationToken in ${region} failed: ${code}: ${messageOf(err)}${
-          adviceFor(code)
-        }`,
-        { cause: err },
-      );
+      throw tokenError(region, err, this.options);
     } finally {
       client.destroy();
     }
   }
+}
+
+/**
+ * One message per kind of failure, written for the operator: what happened,
+ * then what to do. SDK internals ("Deserialization error", "$response") and
+ * Deno's own hints ("--allow-net", which users of the compiled binary cannot
+ * pass) never reach the log.
+ */
+export function tokenError(region: string, err: unknown, options: EcrOptions = {}): TokenError {
+  const prefix = `ECR GetAuthorizationToken in ${region} failed`;
+  const code = errorCode(err);
+  const make = (message: string, noCredentials = false) =>
+    new TokenError(region, code, noCredentials, message, { cause: err });
+
+  const status = httpStatusOf(err);
+  if (err instanceof SyntaxError && status !== undefined) {
+    // The body was not JSON: an HTML 502 from a proxy, a text 503 from a load balancer.
+    return make(
+      `ECR answered HTTP ${status} with a non-JSON body (in ${region}): something between ` +
+        "KubeECR and ECR (a proxy, a load balancer, a wrong AWS_ENDPOINT_URL_ECR) answered " +
+        "instead of ECR; the next run will try again",
+    );
+  }
+  if (code === "CredentialsProviderError") {
+    return make(
+      `${prefix}: no AWS credentials found; ${credentialsAdvice(options.credentials)}`,
+      true,
+    );
+  }
+  if (err instanceof Deno.errors.NotCapable || code === "EPERM") {
+    // Deno refuses an address outside the allow-list with NotCapable; a host
+    // name is refused at lookup, which its node layer reports as EPERM.
+    return make(`${prefix}: ${sandboxAdvice(refusedHost(err), region, options.allowedHosts)}`);
+  }
+  return make(`${prefix}: ${code}: ${messageOf(err)}`);
+}
+
+/** What to set, given what the credential chain was given. */
+export function credentialsAdvice(hints: CredentialHints | undefined): string {
+  if (hints?.profile !== undefined) {
+    return `AWS_PROFILE names the profile ${JSON.stringify(hints.profile)}, which gave no ` +
+      "credentials: it is not in ~/.aws/config or ~/.aws/credentials (or the files " +
+      "AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE name), or has no usable credentials; " +
+      "fix the profile name or unset AWS_PROFILE";
+  }
+  if (hints?.accessKeyId && !hints.secretAccessKey) {
+    return "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not: set both " +
+      "(the kubeecr-aws-secrets Secret must hold both keys)";
+  }
+  if (hints?.secretAccessKey && !hints.accessKeyId) {
+    return "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not: set both " +
+      "(the kubeecr-aws-secrets Secret must hold both keys)";
+  }
+  return "provide credentials: the kubeecr-aws-secrets Secret (AWS_ACCESS_KEY_ID, " +
+    "AWS_SECRET_ACCESS_KEY), IRSA, EKS Pod Identity, an instance profile or AWS_PROFILE";
+}
+
+/**
+ * "the sandbox refused 127.0.0.1:8080; allowed: …". The allow-list is cut to
+ * the entries that matter for this region (and the non-AWS ones), so the line
+ * stays short when it names every regional endpoint.
+ */
+export function sandboxAdvice(
+  host: string | undefined,
+  region: string,
+  allowed?: string[],
+): string {
+  const what = host ? `a connection to ${host}` : "the connection to the ECR endpoint";
+  let list = "";
+  if (allowed && allowed.length > 0) {
+    const relevant = allowed.filter((h) => h.includes(region) || !h.includes("amazonaws"));
+    const shown = relevant.slice(0, 12);
+    const more = allowed.length - shown.length;
+    list = `; allowed hosts: ${shown.join(", ")}${more > 0 ? ` (and ${more} more)` : ""}`;
+  }
+  return `the sandbox refused ${what}: it is not among the hosts this build may reach${list}; ` +
+    "point AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL at an allowed host or unset them";
+}
+
+/** The host Deno refused, from its error (display only; nothing branches on it). */
+function refusedHost(err: unknown): string | undefined {
+  const hostname = (err as { hostname?: unknown })?.hostname;
+  if (typeof hostname === "string") return hostname;
+  const m = err instanceof Error ? /"([^"\s]+)"/.exec(err.message) : null;
+  return m?.[1];
+}
+
+/** The HTTP status the SDK saw ($metadata on service errors, $response on deserialization errors). */
+function httpStatusOf(err: unknown): number | undefined {
+  const e = err as {
+    $metadata?: { httpStatusCode?: unknown };
+    $response?: { statusCode?: unknown };
+  };
+  const status = e?.$metadata?.httpStatusCode ?? e?.$response?.statusCode;
+  return typeof status === "number" ? status : undefined;
 }
 
 function messageOf(err: unknown): string {
@@ -96,20 +211,4 @@ function errorCode(err: unknown): string {
   if (!(err instanceof Error)) return "UnknownError";
   const code = (err as { code?: unknown }).code;
   return err.name === "Error" && typeof code === "string" ? code : err.name;
-}
-
-function adviceFor(code: string): string {
-  switch (code) {
-    case "CredentialsProviderError":
-      return "; provide credentials: the kubeecr-aws-secrets Secret (AWS_ACCESS_KEY_ID, " +
-        "AWS_SECRET_ACCESS_KEY), IRSA, EKS Pod Identity, an instance profile or AWS_PROFILE";
-    case "NotCapable":
-    case "EPERM":
-      // Deno refuses an address outside --allow-net with NotCapable; a host
-      // name is refused at lookup, which its node layer reports as EPERM.
-      return "; the Deno sandbox refused the connection: the ECR endpoint must be an allowed host " +
-        "(*.amazonaws.com, *.amazonaws.com.cn)";
-    default:
-      return "";
-  }
 }
