@@ -155,20 +155,22 @@ function applyEdits(text: string, edits: Edit[]): string {
 }
 
 /**
- * Appends members after the object's last one, copying the layout of its
- * first member (the whitespace before the key and around the colon), so a
- * pretty-printed document stays pretty: `,\n    "host": {...}`.
+ * Appends members after the object's last one, copying its layout: the text
+ * between its first two members as the separator (", " or ",\n    "), the
+ * whitespace around its first key and colon, so a pretty-printed document
+ * stays pretty: `,\n    "host": {...}`.
  */
 function insertMembers(text: string, obj: ObjectNode, keys: string[], values: string[]): Edit {
-  const first = obj.members[0];
+  const [first, second] = obj.members;
   const last = obj.members.at(-1);
   const lead = first ? text.slice(obj.start + 1, first.keyStart) : "";
   const colon = first ? text.slice(first.keyEnd, first.value.start) : ":";
-  const members = keys.map((k, i) => `${lead}${k}${colon}${values[i]}`);
+  const sep = second ? text.slice(first.value.end, second.keyStart) : `,${lead}`;
+  const members = keys.map((k, i) => `${k}${colon}${values[i]}`);
   if (!last) {
     return { start: obj.start + 1, end: obj.start + 1, text: members.join(",") };
   }
-  return { start: last.value.end, end: last.value.end, text: `,${members.join(",")}` };
+  return { start: last.value.end, end: last.value.end, text: sep + members.join(sep) };
 }
 
 /** The entry object with username/password/auth set; its other bytes kept. */

@@ -70,7 +70,13 @@ Deno.test("setEcrEntries changes only the ECR entries, byte for byte", async (t)
       P,
       `{"auths":{"${H}":{"email":"a@b.c", "username":"AWS","auth":"${
         auth("p")
-      }","identitytoken":"t","password":"p"}}}`,
+      }","identitytoken":"t", "password":"p"}}}`,
+    ],
+    [
+      "members appended to an entry use the separator its members use",
+      `{"auths": {"${H}": {"username": "AWS", "password": "placeholder"}}}`,
+      P,
+      `{"auths": {"${H}": {"username": "AWS", "password": "p", "auth": "${auth("p")}"}}}`,
     ],
     [
       "every spelling Go reads as password is replaced (it matches keys case-insensitively)",
