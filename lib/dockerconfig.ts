@@ -165,7 +165,12 @@ function insertMembers(text: string, obj: ObjectNode, keys: string[], values: st
   const last = obj.members.at(-1);
   const lead = first ? text.slice(obj.start + 1, first.keyStart) : "";
   const colon = first ? text.slice(first.keyEnd, first.value.start) : ":";
-  const sep = second ? text.slice(first.value.end, second.keyStart) : `,${lead}`;
+  // With one member to copy from: `{"auth": "…"}` (space after the colon) gets ", ".
+  const sep = second
+    ? text.slice(first.value.end, second.keyStart)
+    : lead === "" && colon.endsWith(" ")
+    ? ", "
+    : `,${lead}`;
   const members = keys.map((k, i) => `${k}${colon}${values[i]}`);
   if (!last) {
     return { start: obj.start + 1, end: obj.start + 1, text: members.join(",") };

@@ -94,6 +94,8 @@ export async function runKubeecr(
 export const ANNOTATION = "deft.com/kubeecr";
 export const REFRESHED_AT = "kubeecr.deft.com/refreshed-at";
 export const EXPIRES_AT = "kubeecr.deft.com/expires-at";
+/** The status annotation of the default installation (--annotation deft.com/kubeecr). */
+export const STATUS = "kubeecr.deft.com/status.deft.com_kubeecr";
 export const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
 export function adminCore(env: TestEnvInfo): k8s.CoreV1Api {

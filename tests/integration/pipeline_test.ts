@@ -22,6 +22,7 @@ import {
   REFRESHED_AT,
   RFC3339_UTC,
   runKubeecr,
+  STATUS,
   summaryOf,
 } from "./cli.ts";
 
@@ -75,9 +76,14 @@ Deno.test("an annotated Secret gets the ECR entry added and keeps everything els
   assert.equal(after.type, before.type);
   assert.deepEqual(after.metadata!.labels, before.metadata!.labels);
   assert.deepEqual(after.metadata!.ownerReferences, before.metadata!.ownerReferences);
-  const { [REFRESHED_AT]: refreshedAt, [EXPIRES_AT]: expiresAt, ...rest } = after.metadata!
-    .annotations!;
+  const { [REFRESHED_AT]: refreshedAt, [EXPIRES_AT]: expiresAt, [STATUS]: status, ...rest } = after
+    .metadata!.annotations!;
   assert.deepEqual(rest, before.metadata!.annotations);
+  // This installation's status: per host, the expiry and a 32-hex fingerprint, never the value.
+  assert.deepEqual(Object.keys(JSON.parse(status)), [host]);
+  assert.equal(JSON.parse(status)[host].expiresAt, expiresAt);
+  assert.match(JSON.parse(status)[host].sha256, /^[0-9a-f]{32}$/);
+  assert.ok(!status.includes(password), "the status never holds the password");
   assert.match(refreshedAt, RFC3339_UTC);
   assert.match(expiresAt, RFC3339_UTC);
   // ECR (the proxy makes moto realistic here) issues 12h tokens.
