@@ -84,6 +84,21 @@ Deno.test("malformed annotation values fail only their own Secret with InvalidAn
     { name: "unknown-region", value: "123456789012/uswest2", words: ['"uswest2"', "region name"] },
     { name: "trailing-slash", value: "123456789012/us-west-2/", words: ["trailing slash"] },
     {
+      name: "space-separated",
+      value: "123456789012/us-west-2 210987654321/eu-west-1",
+      words: ["separated by spaces", "separate items with commas"],
+    },
+    {
+      name: "full-width-digits",
+      value: "１２３４５６７８９０１２/us-west-2",
+      words: ["must be written with the ASCII digits 0-9"],
+    },
+    {
+      name: "very-long",
+      value: `${"123456789012/us-west-2,".repeat(300)}1234/us-west-2`,
+      words: ["12 digits", "the value has 6914 characters and starts with"],
+    },
+    {
       name: "one-bad-item",
       value: "123456789012/us-west-2, 1234/eu-west-1",
       words: ['"1234/eu-west-1"', "12 digits"],
@@ -134,16 +149,45 @@ Deno.test("an annotated Secret of the wrong type or with an unusable .dockerconf
       words: ["JSON null", ...fix],
       spec: { dockerConfig: "null" },
     },
+    {
+      // Another registry's password holds the byte 0xE9: decoding it leniently
+      // and writing back would turn it into EF BF BD.
+      name: "not-utf8",
+      reason: "InvalidDockerConfig",
+      words: ["not UTF-8"],
+      spec: {
+        dockerConfigBytes: new Uint8Array([
+          ...new TextEncoder().encode('{"auths":{"ghcr.io":{"password":"caf'),
+          0xe9,
+          ...new TextEncoder().encode('"}}}'),
+        ]),
+      },
+    },
+    {
+      // The API server accepts it and the kubelet reads both; an edit of one
+      // would drop ghcr.io's credential.
+      name: "duplicate-auths",
+      reason: "InvalidDockerConfig",
+      words: ['2 top-level "auths" keys', "merge them into one"],
+      spec: { dockerConfig: '{"auths":{"ghcr.io":{"auth":"eDp5"}},"auths":{"quay.io":{}}}' },
+    },
   ];
   const bad = await Promise.all(
     cases.map((c) => createSecret(env, ns, { name: c.name, registries: VALID, ...c.spec })),
   );
   await createSecret(env, ns, { name: "valid", registries: VALID });
+  // The kubelet treats {"auths": null} as empty: so does KubeECR.
+  await createSecret(env, ns, {
+    name: "auths-null",
+    registries: VALID,
+    dockerConfig: '{"auths":null}',
+  });
 
   const run = await runKubeecr(env, ["--namespace", ns, ...JSON_LOG], { aws: ecr.awsEnv });
 
   assert.equal(run.code, 1, run.stdout + run.stderr);
   await assertRefreshed(ns, "valid");
+  await assertRefreshed(ns, "auths-null");
   for (const [i, c] of cases.entries()) {
     await t.step(c.name, async () => {
       await assertUntouched(bad[i]);

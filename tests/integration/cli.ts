@@ -104,7 +104,7 @@ export function adminCore(env: TestEnvInfo): k8s.CoreV1Api {
 
 /** Base64 of the UTF-8 bytes, as Secret data carries them. */
 export function b64(text: string): string {
-  return btoa(String.fromCharCode(...new TextEncoder().encode(text)));
+  return new TextEncoder().encode(text).toBase64();
 }
 
 export interface SecretSpec {
@@ -113,6 +113,8 @@ export interface SecretSpec {
   registries?: string;
   /** Raw `.dockerconfigjson` text; default `{"auths":{}}`. */
   dockerConfig?: string;
+  /** Raw `.dockerconfigjson` bytes (e.g. not UTF-8); wins over dockerConfig. */
+  dockerConfigBytes?: Uint8Array;
   type?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
@@ -138,7 +140,9 @@ export async function createSecret(
         ownerReferences: spec.ownerReferences,
       },
       type,
-      data: { [key]: b64(spec.dockerConfig ?? '{"auths":{}}') },
+      data: {
+        [key]: spec.dockerConfigBytes?.toBase64() ?? b64(spec.dockerConfig ?? '{"auths":{}}'),
+      },
     },
   });
 }
@@ -155,7 +159,7 @@ export async function readSecret(
 // deno-lint-ignore no-explicit-any
 export function dockerConfigOf(secret: k8s.V1Secret): any {
   const raw = secret.data?.[".dockerconfigjson"] ?? "";
-  return JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(raw), (c) => c.charCodeAt(0))));
+  return JSON.parse(new TextDecoder().decode(Uint8Array.fromBase64(raw)));
 }
 
 /** Events whose involvedObject is this very Secret (name and uid). */
