@@ -1,0 +1,140 @@
+/**
+ * writeSecret(): what one write sends. A minimal SecretStore double records
+ * each patch; one valid write plus one mutation per case.
+ */
+
+import assert from "node:assert/strict";
+import { parseAnnotation } from "../../lib/annotation.ts";
+import { fingerprint } from "../../lib/dockerconfig.ts";
+import { parseStatus, statusKey } from "../../lib/due.ts";
+import { type HostCredential, type Outcome, writeSecret } from "../../lib/patch.ts";
+import type { PatchResult, SecretStore, SecretUpdate, StoredSecret } from "../../lib/store.ts";
+
+const ANNOTATION = "a.io/ecr";
+const NOW = new Date("2026-11-27T12:00:00Z");
+const HOUR = 3600_000;
+const ITEMS = "111111111111/us-west-2,222222222222/eu-west-1";
+const [H1, H2] = parseAnnotation(ANNOTATION, ITEMS).map((r) => r.host);
+const enc = (s: string) => new TextEncoder().encode(s);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+
+class Store {
+  patches: SecretUpdate[] = [];
+  answers: PatchResult[] = [];
+  current?: StoredSecret;
+  patch(_ref: unknown, update: SecretUpdate): Promise<PatchResult> {
+    this.patches.push(update);
+    return Promise.resolve(this.answers.shift() ?? "patched");
+  }
+  get(): Promise<StoredSecret | undefined> {
+    return Promise.resolve(this.current);
+  }
+}
+
+const secret = (config = '{"auths":{"ghcr.io":{}}}'): StoredSecret => ({
+  namespace: "ns",
+  name: "pull",
+  uid: "u",
+  resourceVersion: "7",
+  type: "kubernetes.io/dockerconfigjson",
+  annotations: { [ANNOTATION]: ITEMS },
+  dockerConfig: enc(config),
+});
+
+const creds = (): HostCredential[] => [
+  { host: H1, password: "p1", expiresAt: new Date(NOW.getTime() + 12 * HOUR) },
+  { host: H2, password: "p2", expiresAt: new Date(NOW.getTime() + 11 * HOUR) },
+];
+
+async function write(store: Store, c = creds(), s = secret()): Promise<Outcome> {
+  return await writeSecret(
+    store as unknown as SecretStore,
+    s,
+    parseAnnotation(ANNOTATION, ITEMS),
+    c,
+    { annotation: ANNOTATION, dryRun: false, now: NOW, maxAttempts: 3 },
+  );
+}
+
+Deno.test("a write carries the data, this installation's status and the summary", async () => {
+  const store = new Store();
+  const outcome = await write(store);
+  assert.deepEqual(outcome, {
+    kind: "refreshed",
+    secret: { namespace: "ns", name: "pull" },
+    hosts: [H1, H2],
+    expiresAt: new Date("2026-11-27T23:00:00Z"),
+  });
+  const [p] = store.patches;
+  assert.equal(p.resourceVersion, "7");
+  const auths = JSON.parse(dec(p.dockerConfig)).auths;
+  assert.deepEqual(Object.keys(auths), ["ghcr.io", H1, H2]);
+  assert.deepEqual(Object.keys(p.annotations).sort(), [
+    "kubeecr.deft.com/expires-at",
+    "kubeecr.deft.com/refreshed-at",
+    statusKey(ANNOTATION),
+  ]);
+  assert.equal(p.annotations["kubeecr.deft.com/refreshed-at"], "2026-11-27T12:00:00Z");
+  assert.equal(p.annotations["kubeecr.deft.com/expires-at"], "2026-11-27T23:00:00Z");
+  const status = parseStatus(p.annotations[statusKey(ANNOTATION)]!)!;
+  assert.deepEqual(status.get(H1), {
+    expiresAt: "2026-11-28T00:00:00Z",
+    sha256: fingerprint(JSON.stringify(auths[H1])),
+  });
+  assert.equal(status.get(H2)!.expiresAt, "2026-11-27T23:00:00Z");
+  assert.ok(!p.annotations[statusKey(ANNOTATION)]!.includes("p1"), "a hash, never the value");
+});
+
+Deno.test("an ECR expiry in year 5138 is capped at now + 12h + 5min, and the outcome says so", async () => {
+  const store = new Store();
+  const c = creds();
+  c[0].expiresAt = new Date("5138-11-16T09:46:40Z");
+  c[1].expiresAt = new Date("5138-11-16T09:46:40Z");
+  const outcome = await write(store, c);
+  assert.equal(outcome.kind, "refreshed");
+  assert.deepEqual(outcome.kind === "refreshed" && outcome.capped, [H1, H2]);
+  assert.deepEqual(
+    outcome.kind === "refreshed" && outcome.expiresAt,
+    new Date("2026-11-28T00:05:00Z"),
+  );
+  const p = store.patches[0];
+  assert.equal(p.annotations["kubeecr.deft.com/expires-at"], "2026-11-28T00:05:00Z");
+  assert.equal(
+    parseStatus(p.annotations[statusKey(ANNOTATION)]!)!.get(H1)!.expiresAt,
+    "2026-11-28T00:05:00Z",
+  );
+});
+
+Deno.test("after a 409 the status fingerprints the entry written into the new version", async () => {
+  const store = new Store();
+  store.answers = ["conflict"];
+  store.current = {
+    ...secret(`{"auths":{"${H1}":{"email":"x@y.z","auth":"b2xk"}}}`),
+    resourceVersion: "8",
+  };
+  const outcome = await write(store);
+  assert.equal(outcome.kind, "refreshed");
+  assert.equal(store.patches.length, 2);
+  const second = store.patches[1];
+  assert.equal(second.resourceVersion, "8");
+  const text = dec(second.dockerConfig);
+  assert.ok(text.includes('"email":"x@y.z"'), text);
+  const h1Entry = JSON.stringify(JSON.parse(text).auths[H1]);
+  // The entry keeps the order email, auth, username, password: the fingerprint is of those bytes.
+  assert.equal(
+    h1Entry,
+    `{"email":"x@y.z","auth":"${enc("AWS:p1").toBase64()}","username":"AWS","password":"p1"}`,
+  );
+  assert.equal(
+    parseStatus(second.annotations[statusKey(ANNOTATION)]!)!.get(H1)!.sha256,
+    fingerprint(h1Entry),
+  );
+});
+
+Deno.test("data that cannot be edited fails InvalidDockerConfig and sends nothing", async () => {
+  const store = new Store();
+  const outcome = await write(store, creds(), secret('{"auths":{},"auths":{}}'));
+  assert.equal(outcome.kind, "failed");
+  assert.equal(outcome.kind === "failed" && outcome.reason, "InvalidDockerConfig");
+  assert.equal(store.patches.length, 0);
+});
