@@ -10,11 +10,12 @@
  *   entry is not the one it wrote, refresh it, and keep every other byte.
  * - An entry replaced by hand: refreshed on the next run, not reported fresh.
  * - Two installations with different --annotation keys on one Secret: each
- *   keeps its own status and refreshes its own registry on its own schedule.
+ *   keeps its own status and refreshes its own registry on its own schedule
+ *   (the EcrProxy gives one region 1h tokens, so no test waits for hours).
  */
 
 import assert from "node:assert/strict";
-import { regionOf, startEcrProxy } from "../testenv/ecr_proxy.ts";
+import { startEcrProxy } from "../testenv/ecr_proxy.ts";
 import { freshNamespace, kubectl, testEnv } from "../testenv/connect.ts";
 import {
   ANNOTATION,
@@ -180,41 +181,10 @@ Deno.test("an entry replaced by hand is refreshed by the next run, not reported 
   assert.equal(summaryOf(run).refreshed, 1);
 });
 
-/**
- * In front of the EcrProxy: rewrites each region's token lifetime, so one
- * installation's token can be about to expire while the other's is not,
- * without waiting hours.
- */
-function lifetimeProxy(upstream: string, lifetimeS: Record<string, number>) {
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
-    const url = new URL(req.url);
-    const headers = new Headers(req.headers);
-    for (const h of ["host", "content-length", "connection"]) headers.delete(h);
-    const answer = await fetch(`${upstream}${url.pathname}${url.search}`, {
-      method: req.method,
-      headers,
-      body: req.body ? await req.arrayBuffer() : undefined,
-    });
-    const lifetime = lifetimeS[regionOf(req.headers.get("authorization"))];
-    if (!answer.ok || lifetime === undefined) return answer;
-    const body = await answer.json();
-    for (const d of body.authorizationData ?? []) {
-      d.expiresAt = Math.floor(Date.now() / 1000) + lifetime;
-    }
-    return Response.json(body, {
-      headers: { "content-type": answer.headers.get("content-type")! },
-    });
-  });
-  return {
-    awsEnv: { AWS_ENDPOINT_URL_ECR: `http://127.0.0.1:${server.addr.port}` },
-    [Symbol.asyncDispose]: () => server.shutdown(),
-  };
-}
-
 Deno.test("two installations with different annotation keys refresh their own registries on their own schedule", async () => {
   await using ecr = startEcrProxy(env.motoUrl);
   // A's token (us-west-2) lives 1h, inside the default 6h window; B's (eu-west-1) 12h.
-  await using aws = lifetimeProxy(ecr.url, { "us-west-2": 3600, "eu-west-1": 12 * 3600 });
+  ecr.tokenLifetime("us-west-2", 3600);
   const ns = await freshNamespace(env, "two-installations");
   const [A, B] = ["a.io/ecr", "b.io/ecr"];
   const [hostA, hostB] = [hostOf("111111111111/us-west-2"), hostOf("222222222222/eu-west-1")];
@@ -240,7 +210,7 @@ Deno.test("two installations with different annotation keys refresh their own re
   ]);
   const run = (annotation: string) =>
     runKubeecr(env, ["--namespace", ns, "--annotation", annotation, ...JSON_LOG], {
-      aws: aws.awsEnv,
+      aws: ecr.awsEnv,
     });
   const entryOf = async (host: string) => JSON.parse(await rawConfig(ns, "pull")).auths[host];
   const annotations = async () => (await readSecret(env, ns, "pull")).metadata!.annotations!;

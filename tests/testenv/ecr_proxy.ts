@@ -11,6 +11,9 @@
  *   would be due on every run). Nothing else in the answer is changed.
  * - `fail(region)` makes it answer that region with an AWS JSON error
  *   (AccessDeniedException, HTTP 400) instead of forwarding.
+ * - `tokenLifetime(region, seconds)` makes that region's tokens expire
+ *   sooner (or later), so a test can have one token inside the refresh window
+ *   and another outside it without waiting hours.
  */
 
 const GET_TOKEN = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
@@ -26,6 +29,8 @@ export interface EcrProxy extends AsyncDisposable {
   tokenCalls(region?: string): number;
   /** Answers `region` with an AWS error from now on. */
   fail(region: string, code?: string, message?: string): void;
+  /** Tokens of `region` expire `seconds` after they are handed out (default 12h). */
+  tokenLifetime(region: string, seconds: number): void;
   close(): Promise<void>;
 }
 
@@ -38,6 +43,7 @@ export function startEcrProxy(motoUrl: string): EcrProxy {
   const calls = new Map<string, number>();
   const failures = new Map<string, { code: string; message: string }>();
   const passwords = new Map<string, string>();
+  const lifetimes = new Map<string, number>();
 
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
     const region = regionOf(req.headers.get("authorization"));
@@ -62,7 +68,7 @@ export function startEcrProxy(motoUrl: string): EcrProxy {
     if (!isGetToken || !upstream.ok) return upstream;
     const answer = await upstream.json();
     for (const data of answer.authorizationData ?? []) {
-      data.expiresAt = Math.floor(Date.now() / 1000) + TOKEN_LIFETIME_S;
+      data.expiresAt = Math.floor(Date.now() / 1000) + (lifetimes.get(region) ?? TOKEN_LIFETIME_S);
       passwords.set(region, atob(data.authorizationToken).replace(/^AWS:/, ""));
     }
     return Response.json(answer, {
@@ -79,6 +85,7 @@ export function startEcrProxy(motoUrl: string): EcrProxy {
     tokenCalls: (r) => r ? calls.get(r) ?? 0 : [...calls.values()].reduce((a, b) => a + b, 0),
     fail: (r, code = "AccessDeniedException", message = `User is not authorized in ${r}`) =>
       failures.set(r, { code, message }),
+    tokenLifetime: (r, seconds) => lifetimes.set(r, seconds),
     close,
     [Symbol.asyncDispose]: close,
   };
