@@ -172,7 +172,8 @@ export function sandboxAdvice(
   const what = host ? `a connection to ${host}` : "the connection to the ECR endpoint";
   let list = "";
   if (allowed && allowed.length > 0) {
-    const relevant = allowed.filter((h) => h.includes(region) || !h.includes("amazonaws"));
+    // Hide the endpoints of other regions; keep wildcards, the API server, IMDS.
+    const relevant = allowed.filter((h) => h.includes(region) || !REGIONAL.test(h));
     const shown = relevant.slice(0, 12);
     const more = allowed.length - shown.length;
     list = `; allowed hosts: ${shown.join(", ")}${more > 0 ? ` (and ${more} more)` : ""}`;
@@ -180,6 +181,9 @@ export function sandboxAdvice(
   return `the sandbox refused ${what}: it is not among the hosts this build may reach${list}; ` +
     "point AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL at an allowed host or unset them";
 }
+
+/** A host name of one region, e.g. api.ecr.eu-west-1.amazonaws.com. */
+const REGIONAL = /\b[a-z]{2}(-gov)?-[a-z]+-\d+\b/;
 
 /** The host Deno refused, from its error (display only; nothing branches on it). */
 function refusedHost(err: unknown): string | undefined {

@@ -241,7 +241,8 @@ Deno.test("cluster-wide install: the CronJob's pod refreshes Secrets in other na
         const host = new URL(endpoint.replace("PORT", "1")).hostname;
         assert.equal(pod.code, 1, pod.stdout + pod.stderr);
         assert.ok(pod.stdout.includes(host), pod.stdout);
-        assert.ok(pod.stdout.includes("the Deno sandbox refused the connection"), pod.stdout);
+        assert.ok(pod.stdout.includes(`the sandbox refused a connection to ${host}`), pod.stdout);
+        assert.ok(!pod.stdout.includes("--allow-net"), "a flag users of the binary cannot pass");
         assert.equal((await secretState(env, "team-one")).resourceVersion, before.resourceVersion);
       }
     });
