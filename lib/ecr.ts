@@ -35,7 +35,8 @@ export class TokenError extends KubeEcrError {
 export function passwordOf(authorizationToken: string): string | undefined {
   let decoded: string;
   try {
-    decoded = atob(authorizationToken);
+    const bytes = Uint8Array.fromBase64(authorizationToken);
+    decoded = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
     return undefined;
   }

@@ -9,7 +9,13 @@
 
 import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
-import { credentialsAdvice, sandboxAdvice, TokenError, tokenError } from "../../lib/ecr.ts";
+import {
+  credentialsAdvice,
+  passwordOf,
+  sandboxAdvice,
+  TokenError,
+  tokenError,
+} from "../../lib/ecr.ts";
 
 const FETCH = new URL("./fixtures/ecr_fetch.ts", import.meta.url).pathname;
 const REPO = new URL("../../", import.meta.url).pathname;
@@ -180,4 +186,20 @@ Deno.test("tokenError keeps AWS's own error name and message for service errors"
     te.message,
     "ECR GetAuthorizationToken in eu-west-1 failed: AccessDeniedException: User is not authorized",
   );
+});
+
+Deno.test("passwordOf splits a decoded AWS:<password> token", async (t) => {
+  const b64 = (s: string) => new TextEncoder().encode(s).toBase64();
+  const cases: [string, string, string | undefined][] = [
+    ["ECR's form", b64("AWS:eyJwYXlsb2FkIjoi"), "eyJwYXlsb2FkIjoi"],
+    ["a colon inside the password", b64("AWS:a:b"), "a:b"],
+    ["no colon", b64("AWSpassword"), undefined],
+    ["empty password", b64("AWS:"), undefined],
+    ["empty user", b64(":password"), undefined],
+    ["not base64", "%%%", undefined],
+    ["not UTF-8", new Uint8Array([0x41, 0x3a, 0xe9]).toBase64(), undefined],
+  ];
+  for (const [name, token, want] of cases) {
+    await t.step(name, () => assert.equal(passwordOf(token), want));
+  }
 });
