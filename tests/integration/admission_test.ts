@@ -135,10 +135,6 @@ Deno.test("admission policies on the real API server", async (t) => {
         ].join("\n"),
       );
     };
-    await kustomization("admission-only", ANNOTATION, []);
-    // A second installation beside the first: its own namespace, names and key.
-    await kustomization("second", SECOND_KEY, ["namespace: kubeecr-b", "namePrefix: b-"]);
-
     await t.step(
       "examples/installation refuses a 9-digit account and an annotated Opaque Secret",
       async () => {
@@ -168,6 +164,10 @@ Deno.test("admission policies on the real API server", async (t) => {
         );
       },
     );
+
+    await kustomization("admission-only", ANNOTATION, []);
+    // A second installation beside the first: its own namespace, names and key.
+    await kustomization("second", SECOND_KEY, ["namespace: kubeecr-b", "namePrefix: b-"]);
 
     // From here on the admission component alone (re-applying the policy
     // without the opt-in rule, as a user who drops the component would).

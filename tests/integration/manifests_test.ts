@@ -1,9 +1,11 @@
 /**
  * The manifests as users get them: `kubectl kustomize` of manifests/,
- * manifests/namespaced/, examples/usage/ and examples/installation/ renders
- * without a single warning; the rendered RBAC grants exactly what the
- * program needs (secrets get, list, patch; events create), only to the
- * kubeecr ServiceAccount; the CronJob carries its hardening.
+ * manifests/namespaced/, examples/usage/, examples/installation/ and the
+ * components as users include them renders without a single warning; the
+ * rendered RBAC grants exactly what the program needs (secrets get, list,
+ * patch; events create; list on namespaces with the namespace opt-in), only
+ * to the kubeecr ServiceAccount; the CronJob carries its hardening; each
+ * component adds exactly what it says and plain manifests/ none of it.
  *
  * "What the program needs" is also checked against reality: the rendered
  * cluster-wide install is applied to a test environment of its own, the
@@ -25,18 +27,65 @@ import { type AuditRecord, auditRecords, createSecret, runKubeecr } from "./cli.
 import { copyInstallation } from "./install.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
-const INSTALLS = ["manifests", "manifests/namespaced", "examples/installation"];
+
+/**
+ * Kustomizations a user writes around the components (components do not
+ * render on their own): rendered from a scratch directory beside copies of
+ * manifests/ and of examples/installation's annotation-key.yaml.
+ */
+const COMPOSED: Record<string, string[]> = {
+  "manifests + admission": [
+    "resources: [../manifests, annotation-key.yaml]",
+    "components: [../manifests/components/admission]",
+  ],
+  "manifests + admission + namespace-opt-in": [
+    "resources: [../manifests, annotation-key.yaml]",
+    "components: [../manifests/components/admission, ../manifests/components/namespace-opt-in]",
+  ],
+  "manifests/namespaced + admission": [
+    "resources: [../manifests/namespaced, annotation-key.yaml]",
+    "components: [../manifests/components/admission]",
+  ],
+};
+/** Combinations that must not render: they would install half of the opt-in. */
+const MISUSED: Record<string, { lines: string[]; error: string }> = {
+  "manifests/namespaced + admission + namespace-opt-in (no ClusterRole)": {
+    lines: [
+      "resources: [../manifests/namespaced, annotation-key.yaml]",
+      "components: [../manifests/components/admission, ../manifests/components/namespace-opt-in]",
+    ],
+    error: "nothing selected by ClusterRole",
+  },
+  "manifests + namespace-opt-in (no admission component)": {
+    lines: ["resources: [../manifests]", "components: [../manifests/components/namespace-opt-in]"],
+    error: "nothing selected by ValidatingAdmissionPolicy",
+  },
+  "manifests + admission (no annotation-key.yaml)": {
+    lines: ["resources: [../manifests]", "components: [../manifests/components/admission]"],
+    error: "nothing selected by ConfigMap.[noVer].[noGrp]/kubeecr-annotation-key",
+  },
+};
+const INSTALLS = [
+  "manifests",
+  "manifests/namespaced",
+  "examples/installation",
+  ...Object.keys(COMPOSED),
+];
 const TARGETS = [...INSTALLS, "examples/usage"];
+/** The installs with the namespace opt-in component. */
+const OPT_IN = ["examples/installation", "manifests + admission + namespace-opt-in"];
 
 /** The grants the program needs, as "resource.group:verb" (core group: no suffix). */
 const NEEDED = ["events:create", "secrets:get", "secrets:list", "secrets:patch"];
+/** What --namespace-selector adds: one namespace list, nothing else on namespaces. */
+const NEEDED_OPT_IN = [...NEEDED, "namespaces:list"].sort();
 const SERVICE_ACCOUNT = { kind: "ServiceAccount", name: "kubeecr", namespace: "kubeecr" };
 const SA_USER = "system:serviceaccount:kubeecr:kubeecr";
 
 interface Obj {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; namespace?: string };
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
   // deno-lint-ignore no-explicit-any
   [field: string]: any;
 }
@@ -76,6 +125,19 @@ async function render(target: string): Promise<Rendered> {
     if (target === "examples/installation") {
       await copyInstallation(work);
       dir = `${work}/${target}`;
+    } else if (target in COMPOSED || target in MISUSED) {
+      await copyInstallation(work);
+      dir = `${work}/composed`;
+      await Deno.mkdir(dir);
+      await Deno.copyFile(
+        `${work}/examples/installation/annotation-key.yaml`,
+        `${dir}/annotation-key.yaml`,
+      );
+      const lines = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization"];
+      await Deno.writeTextFile(
+        `${dir}/kustomization.yaml`,
+        [...lines, ...(COMPOSED[target] ?? MISUSED[target].lines), ""].join("\n"),
+      );
     }
     const out = await new Deno.Command(env.kubectl, {
       args: ["kustomize", dir],
@@ -139,18 +201,27 @@ for (const target of TARGETS) {
   });
 }
 
+for (const [target, { error }] of Object.entries(MISUSED)) {
+  Deno.test(`kubectl kustomize ${target} fails, naming what is missing`, async () => {
+    const { code, stderr } = await rendered(target);
+    assert.notEqual(code, 0);
+    assert.ok(stderr.includes(error), stderr);
+  });
+}
+
 for (const target of INSTALLS) {
-  Deno.test(`${target}: RBAC grants exactly secrets get/list/patch and events create, to the kubeecr ServiceAccount only`, async () => {
+  const needed = OPT_IN.includes(target) ? NEEDED_OPT_IN : NEEDED;
+  Deno.test(`${target}: RBAC grants exactly ${needed.join(", ")}, to the kubeecr ServiceAccount only`, async () => {
     const { items } = await rendered(target);
     const roles = ofKind(items, "ClusterRole", "Role");
     assert.ok(roles.length > 0, "the install has RBAC");
     const union = new Set<string>();
     for (const role of roles) {
       // Each role on its own, so a namespaced install cannot miss a verb in one namespace.
-      assert.deepEqual(grantsOf(role), NEEDED, `${role.kind} ${role.metadata.namespace}`);
+      assert.deepEqual(grantsOf(role), needed, `${role.kind} ${role.metadata.namespace}`);
       grantsOf(role).forEach((g) => union.add(g));
     }
-    assert.deepEqual([...union].sort(), NEEDED);
+    assert.deepEqual([...union].sort(), needed);
 
     const bindings = ofKind(items, "ClusterRoleBinding", "RoleBinding");
     assert.equal(bindings.length, roles.length, "one binding per role");
@@ -212,6 +283,93 @@ Deno.test("examples/installation: the keys Secret has the exact name the CronJob
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
   ]);
+});
+
+/** The kubeecr container's env as name → value (or "valueFrom"). */
+function envOf(items: Obj[]): Record<string, string> {
+  const [cronjob] = ofKind(items, "CronJob");
+  const container = cronjob.spec.jobTemplate.spec.template.spec.containers[0];
+  return Object.fromEntries(
+    (container.env ?? []).map((e: { name: string; value?: string }) => [
+      e.name,
+      e.value ?? "valueFrom",
+    ]),
+  );
+}
+
+/** Every object but the CronJob, the ClusterRole and the policy, which the components change. */
+function untouched(items: Obj[]): Obj[] {
+  return items.filter((o) =>
+    !["CronJob", "ClusterRole", "ValidatingAdmissionPolicy"].includes(o.kind)
+  );
+}
+
+Deno.test("plain manifests/ keeps today's behaviour: no policy, no namespace selector, no key override", async () => {
+  const { items } = await rendered("manifests");
+  assert.deepEqual(
+    ofKind(items, "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"),
+    [],
+  );
+  assert.deepEqual(envOf(items), {});
+});
+
+Deno.test("the admission component adds its policy and binding, the key from the parameter, and no RBAC", async () => {
+  const plain = (await rendered("manifests")).items;
+  const { items } = await rendered("manifests + admission");
+  assert.deepEqual(ofKind(items, "ClusterRole", "Role"), ofKind(plain, "ClusterRole", "Role"));
+  assert.deepEqual(
+    untouched(items).filter((o) => !o.kind.startsWith("ValidatingAdmission")),
+    untouched(plain),
+  );
+  const [policy] = ofKind(items, "ValidatingAdmissionPolicy");
+  const [binding] = ofKind(items, "ValidatingAdmissionPolicyBinding");
+  assert.equal(policy.apiVersion, "admissionregistration.k8s.io/v1");
+  assert.equal(binding.spec.policyName, policy.metadata.name);
+  assert.deepEqual(binding.spec.validationActions, ["Deny"]);
+  assert.equal(binding.spec.paramRef, undefined);
+  // The key parameter reaches the policy and the program, and is not applied itself.
+  assert.ok(
+    policy.spec.matchConditions[0].expression.includes(
+      `'deft.com/kubeecr' in object.metadata.annotations`,
+    ),
+  );
+  assert.deepEqual(envOf(items), { KUBEECR_ANNOTATION: "deft.com/kubeecr" });
+  assert.equal(items.some((o) => o.metadata.name === "kubeecr-annotation-key"), false);
+});
+
+Deno.test("the namespace-opt-in component adds exactly list on namespaces, the selector and the policy rule", async () => {
+  const before = (await rendered("manifests + admission")).items;
+  const { items } = await rendered("manifests + admission + namespace-opt-in");
+  const [role] = ofKind(items, "ClusterRole");
+  const [roleBefore] = ofKind(before, "ClusterRole");
+  const added = grantsOf(role).filter((g) => !grantsOf(roleBefore).includes(g));
+  assert.deepEqual(added, ["namespaces:list"]);
+  assert.deepEqual(grantsOf(roleBefore).filter((g) => !grantsOf(role).includes(g)), []);
+  assert.deepEqual(envOf(items), {
+    KUBEECR_ANNOTATION: "deft.com/kubeecr",
+    KUBEECR_NAMESPACE_SELECTOR: "kubeecr.deft.com/enabled=true",
+  });
+  const rules = ofKind(items, "ValidatingAdmissionPolicy")[0].spec.validations;
+  const rulesBefore = ofKind(before, "ValidatingAdmissionPolicy")[0].spec.validations;
+  assert.deepEqual(rules.slice(0, -1), rulesBefore);
+  assert.match(
+    rules.at(-1).expression,
+    /namespaceObject\.metadata\.labels\['kubeecr\.deft\.com\/enabled'\] == 'true'/,
+  );
+  assert.deepEqual(untouched(items), untouched(before));
+});
+
+Deno.test("examples/installation is the hardened install: both components", async () => {
+  const installation = (await rendered("examples/installation")).items;
+  const composed = (await rendered("manifests + admission + namespace-opt-in")).items;
+  for (
+    const kind of ["ClusterRole", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+  ) {
+    assert.deepEqual(ofKind(installation, kind), ofKind(composed, kind), kind);
+  }
+  assert.equal(envOf(installation).KUBEECR_NAMESPACE_SELECTOR, "kubeecr.deft.com/enabled=true");
+  const usage = (await rendered("examples/usage")).items;
+  assert.equal(ofKind(usage, "Namespace")[0].metadata.labels?.["kubeecr.deft.com/enabled"], "true");
 });
 
 /** An audit record with the fields that name a resource fully. */
