@@ -61,7 +61,7 @@ class MemoryStore implements SecretStore {
       uid: `uid-${s.namespace}-${s.name}`,
       type: DOCKER,
       annotations: {},
-      dockerConfig: '{"auths":{}}',
+      dockerConfig: bytes('{"auths":{}}'),
       ...s,
       resourceVersion: String(++this.#rv),
     };
@@ -83,17 +83,27 @@ class MemoryStore implements SecretStore {
 
   /** The Secret's docker config as stored now, parsed. */
   auths(ref: SecretRef): Record<string, { password?: string; auth?: string }> {
-    return JSON.parse(this.secrets.get(key(ref))!.dockerConfig!).auths;
+    return JSON.parse(text(this.secrets.get(key(ref))!.dockerConfig)).auths;
   }
 
-  async *listDockerConfigSecrets(scope: ListScope) {
-    yield this.#list(scope).filter((s) => s.type === DOCKER).map((s) => structuredClone(s));
+  async *listAnnotatedDockerConfigSecrets(scope: ListScope, annotation: string) {
+    yield {
+      secrets: this.#list(scope).filter((s) => s.type === DOCKER && annotation in s.annotations)
+        .map((s) => structuredClone(s)),
+    };
   }
 
-  async *listOtherSecretMetadata(scope: ListScope) {
-    yield this.#list(scope).filter((s) => s.type !== DOCKER).map(({ dockerConfig: _, ...m }) =>
-      structuredClone(m)
-    );
+  async *listAnnotatedOtherSecrets(scope: ListScope, annotation: string) {
+    yield this.#list(scope).filter((s) => s.type !== DOCKER && annotation in s.annotations)
+      .map(({ dockerConfig: _, ...m }) => structuredClone(m));
+  }
+
+  listNamespaces(): Promise<Set<string>> {
+    return Promise.resolve(new Set([...this.secrets.values()].map((s) => s.namespace)));
+  }
+
+  namespaceExists(name: string): Promise<boolean> {
+    return Promise.resolve([...this.secrets.values()].some((s) => s.namespace === name));
   }
 
   #list(scope: ListScope): StoredSecret[] {
@@ -149,6 +159,8 @@ class MemoryStore implements SecretStore {
 }
 
 const key = (r: SecretRef) => `${r.namespace}/${r.name}`;
+const bytes = (s: string) => new TextEncoder().encode(s);
+const text = (b: Uint8Array | undefined) => new TextDecoder().decode(b);
 
 class FakeEcr implements TokenSource {
   readonly calls = new Map<string, number>();
@@ -180,6 +192,8 @@ const OPTIONS: RunOptions = {
   force: false,
   dryRun: false,
   concurrency: 4,
+  timeoutMs: 60_000,
+  checkSecretTypes: true,
 };
 
 async function run(store: MemoryStore, ecr: FakeEcr, opts: Partial<RunOptions> = {}) {
@@ -190,6 +204,7 @@ async function run(store: MemoryStore, ecr: FakeEcr, opts: Partial<RunOptions> =
     tokens: ecr,
     log,
     now: () => NOW,
+    budget: new AbortController().signal,
   });
   return { summary, code: exitCode(summary), lines };
 }
@@ -233,7 +248,7 @@ Deno.test("no token call and no write when nothing is due", async () => {
   const item = "111111111111/us-west-2";
   const fresh = pull(store, "fresh", item, {
     annotations: { [ANNOTATION]: item, [EXPIRES_AT]: "2026-11-27T22:00:00Z" },
-    dockerConfig: JSON.stringify({ auths: { [host(item)]: { auth: "x", password: "p" } } }),
+    dockerConfig: bytes(JSON.stringify({ auths: { [host(item)]: { auth: "x", password: "p" } } })),
   });
 
   const { summary, code } = await run(store, ecr);
@@ -252,7 +267,9 @@ Deno.test("a 409 re-reads the Secret and merges into the concurrent version, kee
   store.hooks.beforePatch = (ref, attempt) => {
     if (attempt === 1) {
       store.edit(ref, (x) => {
-        x.dockerConfig = JSON.stringify({ auths: { "ghcr.io": { auth: "added-meanwhile" } } });
+        x.dockerConfig = bytes(
+          JSON.stringify({ auths: { "ghcr.io": { auth: "added-meanwhile" } } }),
+        );
       });
     }
   };
@@ -273,14 +290,14 @@ Deno.test("a Secret that changes under every one of 3 writes fails with RefreshF
   let theirs = "";
   store.hooks.beforePatch = (ref, attempt) => {
     theirs = JSON.stringify({ auths: { "ghcr.io": { auth: `theirs-${attempt}` } } });
-    store.edit(ref, (x) => x.dockerConfig = theirs);
+    store.edit(ref, (x) => x.dockerConfig = bytes(theirs));
   };
 
   const { summary, code } = await run(store, ecr);
 
   assert.equal(summary.failed, 1);
   assert.equal(code, 1);
-  assert.equal(store.secrets.get(key(s))!.dockerConfig, theirs, "their last write stands");
+  assert.equal(text(store.secrets.get(key(s))!.dockerConfig), theirs, "their last write stands");
   assert.deepEqual(store.eventsOf(s), [{ type: "Warning", reason: "RefreshFailed" }]);
   assert.match(store.events[0].message, /409/);
 });
@@ -363,13 +380,13 @@ Deno.test("a .dockerconfigjson the server would refuse (not JSON, an array) fail
     await t.step(raw, async () => {
       const store = new MemoryStore();
       const ecr = new FakeEcr();
-      const bad = pull(store, "bad", "111111111111/us-west-2", { dockerConfig: raw });
+      const bad = pull(store, "bad", "111111111111/us-west-2", { dockerConfig: bytes(raw) });
       const good = pull(store, "good", "111111111111/us-west-2");
 
       const { code, lines } = await run(store, ecr);
 
       assert.equal(code, 1);
-      assert.equal(store.secrets.get(key(bad))!.dockerConfig, raw);
+      assert.equal(text(store.secrets.get(key(bad))!.dockerConfig), raw);
       assert.equal(store.secrets.get(key(bad))!.resourceVersion, bad.resourceVersion);
       assert.deepEqual(store.eventsOf(bad), [{ type: "Warning", reason: "InvalidDockerConfig" }]);
       assert.ok(store.auths(good)[host("111111111111/us-west-2")]);
