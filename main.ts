@@ -76,6 +76,7 @@ async function main(): Promise<number> {
       requestTimeoutMs: config.requestTimeoutMs,
       budget,
       concurrency: config.concurrency,
+      pageSize: config.pageSize,
       onRetry: (what, attempt, delayMs, why) =>
         log.warn("retrying", { request: what, attempt, "wait-ms": delayMs, why }),
     });

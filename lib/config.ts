@@ -29,6 +29,8 @@ export interface Config {
   force: boolean;
   dryRun: boolean;
   concurrency: number;
+  /** Secrets per list request (the API server's `limit`). */
+  pageSize: number;
   /** Deadline of one Kubernetes request or ECR call. */
   requestTimeoutMs: number;
   /** The whole run's budget. */
@@ -157,7 +159,17 @@ const FLAGS = {
     default: "4",
     help: "How many Secrets to patch in parallel.",
     accepts: "an integer from 1 to 32",
-    parse: parseConcurrency,
+    parse: (raw) => parseInteger(raw, 1, 32),
+  }),
+  pageSize: def({
+    name: "page-size",
+    kind: "string",
+    arg: "<n>",
+    default: "500",
+    help: "Secrets per list request, as kubectl's --chunk-size; memory holds one page's " +
+      "annotated Secrets at most.",
+    accepts: "an integer from 1 to 5000",
+    parse: (raw) => parseInteger(raw, 1, 5000),
   }),
   requestTimeout: def({
     name: "request-timeout",
@@ -301,6 +313,7 @@ export function parseConfig(args: string[], env: Env, version: string): ParsedAr
       force: r.one(FLAGS.force)!,
       dryRun: r.one(FLAGS.dryRun)!,
       concurrency: r.one(FLAGS.concurrency)!,
+      pageSize: r.one(FLAGS.pageSize)!,
       requestTimeoutMs: r.one(FLAGS.requestTimeout)!,
       timeoutMs: r.one(FLAGS.timeout)!,
       logFormat: r.one(FLAGS.logFormat)!,
@@ -551,10 +564,10 @@ function parseBool(raw: string): boolean {
   throw new Invalid("is not a boolean");
 }
 
-function parseConcurrency(raw: string): number {
+function parseInteger(raw: string, min: number, max: number): number {
   if (!/^[0-9]+$/.test(raw)) throw new Invalid("is not an integer");
   const n = Number(raw);
-  if (n < 1 || n > 32) throw new Invalid("is out of range");
+  if (n < min || n > max) throw new Invalid("is out of range");
   return n;
 }
 

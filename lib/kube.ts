@@ -54,7 +54,7 @@ export interface TransportOptions {
   backoff?: Backoff;
   /** Told about each retry, for a debug line. */
   onRetry?: (what: string, attempt: number, delayMs: number, why: string) => void;
-  /** Overrides PAGE_SIZE (tests of pagination). */
+  /** Secrets per list request; PAGE_SIZE when not given. */
   pageSize?: number;
 }
 

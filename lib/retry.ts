@@ -32,6 +32,9 @@ export function parseRetryAfter(value: string | null, now: Date): number | undef
   if (value === null || value.trim() === "") return undefined;
   const v = value.trim();
   if (/^\d+$/.test(v)) return Math.min(Number(v) * 1000, MAX_RETRY_AFTER_MS);
+  // IMF-fixdate, e.g. "Sun, 29 Nov 2026 12:00:05 GMT"; Date.parse alone
+  // would also take "-1" or "1.5" for dates.
+  if (!/^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(v)) return undefined;
   const at = Date.parse(v);
   if (Number.isNaN(at)) return undefined;
   return Math.min(Math.max(at - now.getTime(), 0), MAX_RETRY_AFTER_MS);

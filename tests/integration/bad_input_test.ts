@@ -328,3 +328,23 @@ Deno.test("a kubeconfig that cannot be used exits 2 naming the file or the conte
     });
   }
 });
+
+Deno.test("a Warning repeated run after run is one Event with a count, not one object per run", async () => {
+  const ns = await freshNamespace(env, "repeat");
+  const bad = await createSecret(env, ns, { name: "typo", registries: "12345/us-west-2" });
+
+  for (let i = 0; i < 3; i++) {
+    const run = await runKubeecr(env, ["--namespace", ns, ...JSON_LOG]);
+    assert.equal(run.code, 1, run.stdout + run.stderr);
+  }
+
+  const events = await eventsFor(env, bad);
+  assert.deepEqual(
+    events.map((e) => [e.type, e.reason, e.count]),
+    [["Warning", "InvalidAnnotation", 3]],
+  );
+  const [event] = events;
+  assert.ok(
+    new Date(event.lastTimestamp!).getTime() >= new Date(event.firstTimestamp!).getTime(),
+  );
+});

@@ -165,9 +165,28 @@ const text = (b: Uint8Array | undefined) => new TextDecoder().decode(b);
 class FakeEcr implements TokenSource {
   readonly calls = new Map<string, number>();
   readonly failing = new Set<string>();
+  /** Regions that never answer: their call ends only when `budget` aborts, as the real one does. */
+  readonly silent = new Set<string>();
+  budget?: AbortSignal;
 
   fetch(region: string): Promise<RegistryToken> {
     this.calls.set(region, (this.calls.get(region) ?? 0) + 1);
+    if (this.silent.has(region)) {
+      return new Promise((_, reject) =>
+        this.budget!.addEventListener(
+          "abort",
+          () =>
+            reject(
+              new TokenError(
+                region,
+                "Timeout",
+                false,
+                `ECR in ${region}: the run's --timeout ran out`,
+              ),
+            ),
+        )
+      );
+    }
     if (this.failing.has(region)) {
       return Promise.reject(
         new TokenError(region, "AccessDeniedException", false, `denied in ${region}`),
@@ -196,15 +215,29 @@ const OPTIONS: RunOptions = {
   checkSecretTypes: true,
 };
 
-async function run(store: MemoryStore, ecr: FakeEcr, opts: Partial<RunOptions> = {}) {
+async function run(
+  store: MemoryStore,
+  ecr: FakeEcr,
+  opts: Partial<RunOptions> = {},
+  budget = new AbortController().signal,
+  onLine: (line: string) => void = () => {},
+) {
   const lines: string[] = [];
-  const log = new Logger({ format: "json", level: "debug", write: (l) => lines.push(l) });
+  const log = new Logger({
+    format: "json",
+    level: "debug",
+    write: (l) => {
+      lines.push(l);
+      onLine(l);
+    },
+  });
+  ecr.budget = budget;
   const summary = await runOnce({ ...OPTIONS, ...opts }, {
     store,
     tokens: ecr,
     log,
     now: () => NOW,
-    budget: new AbortController().signal,
+    budget,
   });
   return { summary, code: exitCode(summary), lines };
 }
@@ -476,4 +509,65 @@ Deno.test("--namespace lists only the given namespaces and --exclude-namespace s
       assert.equal(code, 0);
     });
   }
+});
+
+Deno.test("a silent region delays only its own Secrets: the others are written and logged first", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  ecr.silent.add("eu-west-1");
+  const stuck = pull(store, "stuck", "333333333333/eu-west-1");
+  const good = pull(store, "good", "111111111111/us-west-2");
+  const budget = new AbortController();
+  // The budget runs out only once the healthy region's Secret has been
+  // reported: if it waited for the silent region, this run would never end.
+  const { summary, code, lines } = await run(store, ecr, {}, budget.signal, (line) => {
+    if (line.includes('"msg":"refreshed"')) budget.abort();
+  });
+
+  assert.equal(
+    store.auths(good)[host("111111111111/us-west-2")].password,
+    "password-for-us-west-2",
+  );
+  assert.equal(store.secrets.get(key(stuck))!.resourceVersion, stuck.resourceVersion);
+  assert.equal(summary.refreshed, 1);
+  assert.equal(summary.failed, 1);
+  assert.equal(code, 1);
+  const failed = lines.map((l) => JSON.parse(l)).find((l) => l.msg === "failed");
+  assert.equal(failed.secret, "ns/stuck");
+  assert.match(failed.error, /--timeout/);
+  // Out of time, no event is attempted: the budget is spent.
+  assert.deepEqual(store.eventsOf(stuck), []);
+  assert.deepEqual(store.eventsOf(good), [{ type: "Normal", reason: "Refreshed" }]);
+});
+
+Deno.test("an unexpected exception while writing one Secret is that Secret's failure; the rest go on", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  const broken = pull(store, "broken", "111111111111/us-west-2");
+  const fine = pull(store, "fine", "111111111111/us-west-2");
+  store.hooks.beforePatch = (ref) => {
+    if (ref.name === "broken") throw new TypeError("boom", { cause: new Error("deep cause") });
+  };
+
+  const { summary, code, lines } = await run(store, ecr);
+
+  assert.equal(summary.refreshed, 1);
+  assert.equal(summary.failed, 1);
+  assert.equal(code, 1);
+  assert.ok(store.auths(fine)[host("111111111111/us-west-2")]);
+  assert.equal(store.secrets.get(key(broken))!.resourceVersion, broken.resourceVersion);
+  const failed = lines.map((l) => JSON.parse(l)).find((l) => l.msg === "failed");
+  assert.match(failed.error, /unexpected failure: boom: deep cause/);
+  assert.deepEqual(store.eventsOf(broken), [{ type: "Warning", reason: "RefreshFailed" }]);
+});
+
+Deno.test("discovery never runs more than --concurrency writes at once", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  for (let i = 0; i < 40; i++) pull(store, `s${i}`, "111111111111/us-west-2");
+
+  const { summary } = await run(store, ecr, { concurrency: 3 });
+
+  assert.equal(summary.refreshed, 40);
+  assert.equal(store.maxInFlight, 3);
 });
