@@ -157,11 +157,16 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
     }
   };
 
-  let discoveryDone = false;
+  // Discovery ends in one of three ways: every page read; stopped by the
+  // budget or a failure after the cluster answered (exit 1, what was found is
+  // still finished); or stopped before the cluster answered at all (exit 2).
+  let pages = 0;
+  let stopped: unknown;
   try {
     for await (const page of discover(store, opts, log)) {
+      pages++;
       for (const found of page) await handle(found);
-      if (deps.budget.aborted) break;
+      if (deps.budget.aborted) throw new BudgetError("discovery");
     }
     if (opts.checkSecretTypes) {
       for await (const page of wrongTypeSecrets(store, opts, log)) {
@@ -176,26 +181,29 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
         }
       }
     }
-    discoveryDone = !deps.budget.aborted;
   } catch (err) {
-    if (err instanceof DiscoveryError && tally.looked === 0 && writers.started === 0) {
-      throw new CannotStartError(err.message, { cause: err.error });
+    if (pages === 0 && (err instanceof DiscoveryError || err instanceof BudgetError)) {
+      throw new CannotStartError(
+        err instanceof BudgetError
+          ? `the Kubernetes API did not answer within the run's --timeout of ${
+            opts.timeoutMs / 1000
+          }s`
+          : err.message,
+        { cause: err instanceof DiscoveryError ? err.error : err },
+      );
     }
+    stopped = err;
     log.error("discovery stopped", {
-      error: err instanceof BudgetError ? outOfTime() : describeError(err),
-    });
-  }
-  if (!discoveryDone && deps.budget.aborted) {
-    log.error("discovery stopped", {
-      error: `the run's --timeout of ${
-        opts.timeoutMs / 1000
-      }s ran out; some Secrets were not looked at`,
+      error: err instanceof BudgetError
+        ? `the run's --timeout of ${opts.timeoutMs / 1000}s ran out; Secrets not listed by then ` +
+          "were not looked at, the next run will"
+        : describeError(err),
     });
   }
   await writers.drain();
   const summary = tally.summary({
     ecrCalls: tokens.calls,
-    incomplete: !discoveryDone,
+    incomplete: stopped !== undefined,
     noCredentials: tokens.failures.length > 0 && tokens.failures.every((t) => t.noCredentials),
   });
   logSummary(summary, log, opts.dryRun);
