@@ -94,13 +94,16 @@ async function main(): Promise<number> {
     // run could not start (exit 2), or an unexpected failure after it did
     // (exit 1, the pipeline has reported what it finished).
     const cannotStart = !started || err instanceof CannotStartError;
-    const what = err instanceof CannotStartError
+    const what = err instanceof CannotStartError && err.flag
+      ? `${err.flag} was rejected`
+      : err instanceof CannotStartError
       ? "cannot use the Kubernetes API"
       : cannotStart
       ? "cannot start"
       : "run failed";
     log.error(what, {
-      error: describeError(err),
+      // A flag refused by the server: its message says it all, no cause chain.
+      error: err instanceof CannotStartError && err.flag ? err.message : describeError(err),
       ...(err instanceof KubeEcrError ? {} : { kind: "unexpected" }),
     });
     return cannotStart ? EXIT_CANNOT_START : EXIT_FAILED;

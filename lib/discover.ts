@@ -27,8 +27,11 @@ export type Found =
  * could not start.
  */
 export class DiscoveryError extends Error {
-  constructor(readonly error: KubeApiError) {
-    super(error.message, { cause: error });
+  /** The flag at fault, when the server refused a value the user gave. */
+  readonly flag?: string;
+  constructor(readonly error: KubeApiError, blame?: { flag: string; message: string }) {
+    super(blame?.message ?? error.message, { cause: error });
+    this.flag = blame?.flag;
   }
 }
 
@@ -64,6 +67,14 @@ export async function* discover(
     } catch (err) {
       if (!(err instanceof KubeApiError)) throw err;
       // Nothing seen yet and the cluster refuses us as a whole: cannot start.
+      if (first && err.status === 400 && opts.selector !== undefined) {
+        throw new DiscoveryError(err, {
+          flag: "--selector",
+          message: `--selector ${JSON.stringify(opts.selector)} was rejected by the API server: ` +
+            `${err.serverMessage ?? err.message}; see ` +
+            "https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors",
+        });
+      }
       if (first && (err.isAccessProblem || !scope.namespace || err.status === 400)) {
         throw new DiscoveryError(err);
       }

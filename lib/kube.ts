@@ -335,7 +335,7 @@ function refused(
     status,
     target,
     `${operation} ${where}: HTTP ${status}${body.message ? `: ${body.message}` : ""}${hint}`,
-    { reason: terminating ? "NamespaceTerminating" : body.reason },
+    { reason: terminating ? "NamespaceTerminating" : body.reason, serverMessage: body.message },
   );
 }
 

@@ -52,7 +52,14 @@ const WRONG_TYPE_MESSAGE = (annotation: string) =>
   "'kubectl create secret docker-registry' (or type: kubernetes.io/dockerconfigjson), or remove the annotation";
 
 /** The run could not start: nothing was looked at (exit code 2). */
-export class CannotStartError extends KubeEcrError {}
+export class CannotStartError extends KubeEcrError {
+  constructor(message: string, options?: ErrorOptions & { flag?: string }) {
+    super(message, options);
+    this.flag = options?.flag;
+  }
+  /** The flag whose value the cluster refused, e.g. "--selector". */
+  readonly flag: string | undefined;
+}
 
 /**
  * Runs the pipeline once. Throws CannotStartError when the cluster cannot be
@@ -182,14 +189,20 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
       }
     }
   } catch (err) {
-    if (pages === 0 && (err instanceof DiscoveryError || err instanceof BudgetError)) {
+    // Not one page came back: nothing was attempted, whatever the reason.
+    if (pages === 0) {
       throw new CannotStartError(
         err instanceof BudgetError
           ? `the Kubernetes API did not answer within the run's --timeout of ${
             opts.timeoutMs / 1000
           }s`
-          : err.message,
-        { cause: err instanceof DiscoveryError ? err.error : err },
+          : err instanceof Error
+          ? err.message
+          : String(err),
+        {
+          cause: err instanceof DiscoveryError ? err.error : err,
+          flag: err instanceof DiscoveryError ? err.flag : undefined,
+        },
       );
     }
     stopped = err;
