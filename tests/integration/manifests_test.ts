@@ -23,7 +23,14 @@ import { kubectl, testEnv, writeKubeconfig } from "../testenv/connect.ts";
 import { startEcrProxy } from "../testenv/ecr_proxy.ts";
 import { startTestEnv } from "../testenv/env.ts";
 import { run } from "../testenv/util.ts";
-import { type AuditRecord, auditRecords, createSecret, runKubeecr } from "./cli.ts";
+import {
+  type AuditRecord,
+  auditRecords,
+  createSecret,
+  dockerConfigOf,
+  readSecret,
+  runKubeecr,
+} from "./cli.ts";
 import { copyInstallation } from "./install.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
@@ -449,6 +456,65 @@ Deno.test("the program, run with the rendered ClusterRole, uses only granted ver
     ) {
       assert.ok(used.includes(needed), `${needed} used; used: ${used}`);
     }
+  } finally {
+    await ecr.close();
+    await own.stop();
+  }
+});
+
+Deno.test("examples/installation: the program, configured as its CronJob, lists namespaces once, uses only granted verbs, and leaves an unlabelled namespace alone", async () => {
+  const own = await startTestEnv({ log: () => {} });
+  const ecr = startEcrProxy(own.motoUrl);
+  try {
+    const as = (args: string[], stdin?: string) =>
+      run(own.kubectl, ["--kubeconfig", own.kubeconfig, ...args], { stdin });
+    // Secrets created before the install (and so before its policy): one in a
+    // namespace that opts in, one in a namespace that does not.
+    await as(["create", "namespace", "opted-in"]);
+    await as(["label", "namespace", "opted-in", "kubeecr.deft.com/enabled=true"]);
+    await as(["create", "namespace", "not-opted-in"]);
+    const valid = "123456789012/us-west-2";
+    await createSecret(own, "opted-in", { name: "pull", registries: valid });
+    await createSecret(own, "not-opted-in", { name: "pull", registries: valid });
+
+    const { items } = await rendered("examples/installation");
+    await as(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items }));
+    const granted = grantsOf(ofKind(items, "ClusterRole")[0]);
+
+    const token = (await as(["-n", "kubeecr", "create", "token", "kubeecr"])).trim();
+    const KUBECONFIG = await writeKubeconfig(own, { token });
+    // The CronJob's own settings (selector, annotation key, refresh window).
+    const result = await runKubeecr(own, ["--log-format=json"], {
+      aws: ecr.awsEnv,
+      env: { KUBECONFIG, ...envOf(items) },
+    });
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.equal(result.lines.find((l) => l.msg === "summary")?.refreshed, 1, result.stdout);
+    const skipped = result.lines.filter((l) => l.secret === "not-opted-in/pull");
+    assert.deepEqual(skipped.map((l) => l.msg), ["skipped"], result.stdout);
+    const untouchedSecret = await readSecret(own, "not-opted-in", "pull");
+    assert.deepEqual(dockerConfigOf(untouchedSecret), { auths: {} });
+
+    const requests = (await auditRecords(own) as Audited[]).filter((r) =>
+      r.user.username === SA_USER
+    );
+    const refused = requests.filter((r) => [401, 403].includes(r.responseStatus?.code ?? 0));
+    assert.deepEqual(refused.map((r) => `${r.verb} ${r.requestURI}`), [], "nothing refused");
+    const used = [
+      ...new Set(requests.map((r) => `${r.objectRef?.resource ?? r.requestURI}:${r.verb}`)),
+    ];
+    assert.deepEqual(used.filter((u) => !granted.includes(u)), [], `used: ${used}`);
+    const lists = requests.filter((r) => r.verb === "list");
+    const namespaceLists = lists.filter((r) => r.objectRef?.resource === "namespaces");
+    assert.equal(namespaceLists.length, 1, "one namespace list");
+    // Secrets are listed cluster-wide, never per namespace.
+    const secretLists = lists.filter((r) => r.objectRef?.resource === "secrets");
+    assert.ok(secretLists.length > 0, "secrets listed");
+    assert.deepEqual(
+      secretLists.filter((r) => r.objectRef?.namespace),
+      [],
+      "no per-namespace list",
+    );
   } finally {
     await ecr.close();
     await own.stop();
