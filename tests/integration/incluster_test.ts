@@ -266,6 +266,12 @@ async function podSpec(env: TestEnv): Promise<{ args: string[]; env: Record<stri
   return { args: container.args ?? [], env: vars };
 }
 
+/** A TokenRequest token for the ServiceAccount as EKS's webhook projects it for IRSA. */
+async function irsaTokenFor(env: TestEnv): Promise<string> {
+  const args = ["-n", "kubeecr", "create", "token", "kubeecr", "--audience=sts.amazonaws.com"];
+  return (await kubectl(env, args)).trim();
+}
+
 interface PodOptions {
   /** Added to (or, when undefined, removed from) the pod's environment. */
   env?: Record<string, string | undefined>;
@@ -450,14 +456,7 @@ Deno.test("cluster-wide install: the CronJob's pod refreshes Secrets in other na
         AWS_ROLE_ARN: ROLE_ARN,
         AWS_WEB_IDENTITY_TOKEN_FILE: `${IRSA_DIR}/token`,
       };
-      const irsaToken = (await kubectl(env, [
-        "-n",
-        "kubeecr",
-        "create",
-        "token",
-        "kubeecr",
-        "--audience=sts.amazonaws.com",
-      ])).trim();
+      const irsaToken = await irsaTokenFor(env);
       const cases: { host: string; opts: PodOptions }[] = [
         // Issue 9: the web-identity token must not reach a redirected STS.
         {
@@ -500,15 +499,7 @@ Deno.test("IRSA: a projected sts.amazonaws.com token is exchanged at STS and the
     );
     await kubectl(env, ["apply", "-k", `${work}/examples/installation`]);
     await annotatedSecret(env, "team-irsa");
-    // A TokenRequest token as the EKS pod identity webhook projects it.
-    const irsaToken = (await kubectl(env, [
-      "-n",
-      "kubeecr",
-      "create",
-      "token",
-      "kubeecr",
-      "--audience=sts.amazonaws.com",
-    ])).trim();
+    const irsaToken = await irsaTokenFor(env);
     const claims = JSON.parse(
       new TextDecoder().decode(Uint8Array.fromBase64(irsaToken.split(".")[1], {
         alphabet: "base64url",
