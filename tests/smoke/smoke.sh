@@ -112,9 +112,10 @@ wait_job() {
   fail "job ${name}: neither complete nor failed after ${JOB_TIMEOUT}s"
 }
 
+# The exit code of Job $1's pod (backoffLimit 0: one pod); empty while none.
 exit_code() {
   kubectl -n kubeecr get pods -l "job-name=$1" \
-    -o jsonpath='{.items[0].status.containerStatuses[0].state.terminated.exitCode}'
+    -o jsonpath='{.items[*].status.containerStatuses[*].state.terminated.exitCode}'
 }
 
 has_event() {
