@@ -61,9 +61,12 @@ const TRAP_PORTS = [443, 46100];
 
 // Runs as root in the private mount namespace: lays out the pod's view, makes
 // the root read-only, proves it, then drops to 65532 and runs the program.
-// Arguments: stage dir, DENO_DIR, command...
+// The program, its dependencies and Deno are bind-mounted under /run (as an
+// image's files would be there), so no directory of the invoking user (a
+// runner's 0750 home) has to be readable by 65532.
+// Arguments: stage dir, DENO_DIR, repository, deno binary, deno arguments...
 const POD_VIEW = `set -eu
-stage="$1"; deno_dir="$2"; shift 2
+stage="$1"; deno_dir="$2"; repo="$3"; deno="$4"; shift 4
 mount --make-rprivate /
 mount -t tmpfs -o mode=0755 tmpfs /run
 # A projected volume as the kubelet writes it (AtomicWriter): a tmpfs, a
@@ -85,22 +88,26 @@ project() {
 project /run/secrets/kubernetes.io/serviceaccount "$stage/sa"
 if [ -d "$stage/irsa" ]; then project ${IRSA_DIR.replace("/var/run", "/run")} "$stage/irsa"; fi
 install -m 0644 "$stage/aws-ca.crt" /run/kubeecr-test-ca.crt
-mkdir /run/deno-dir
+mkdir /run/deno-dir /run/kubeecr
 mount --bind "$deno_dir" /run/deno-dir
+mount --bind "$repo" /run/kubeecr
+touch /run/deno
+mount --bind "$deno" /run/deno
 mount --bind "$stage/hosts" /etc/hosts
-for m in / /run /run/deno-dir /etc/hosts /run/secrets/kubernetes.io/serviceaccount; do
+for m in / /run /run/deno-dir /run/kubeecr /run/deno /etc/hosts /run/secrets/kubernetes.io/serviceaccount; do
   mount -o remount,bind,ro "$m"
 done
 if [ -d "$stage/irsa" ]; then mount -o remount,bind,ro ${IRSA_DIR.replace("/var/run", "/run")}; fi
-for d in / /tmp /run /run/deno-dir "$PWD" /run/secrets/kubernetes.io/serviceaccount; do
+for d in / /tmp /run /run/deno-dir /run/kubeecr /run/secrets/kubernetes.io/serviceaccount; do
   if touch "$d/.kubeecr-rw-probe" 2>/dev/null; then
     rm -f "$d/.kubeecr-rw-probe"
     echo "pod view: $d is writable" >&2
     exit 97
   fi
 done
+cd /run/kubeecr
 exec setpriv --reuid=${NONROOT} --regid=${NONROOT} --clear-groups --inh-caps=-all \\
-  --bounding-set=-all --no-new-privs -- "$@"
+  --bounding-set=-all --no-new-privs -- /run/deno "$@"
 `;
 
 interface PodRun {
@@ -342,11 +349,12 @@ async function runAsPod(
     "pod-view",
     stage,
     denoDir,
+    REPO,
     Deno.execPath(),
     "run",
     "--quiet",
     "-P=cronjob",
-    `${REPO}main.ts`,
+    "main.ts",
     ...args,
   ]);
   const out = await new Deno.Command(cmd, {
