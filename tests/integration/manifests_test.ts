@@ -2,7 +2,7 @@
  * The manifests as users get them: `kubectl kustomize` of manifests/,
  * manifests/namespaced/, examples/usage/ and examples/installation/ renders
  * without a single warning; the rendered RBAC grants exactly what the
- * program needs (secrets get, list, patch; events create), only to the
+ * program needs (secrets get, list, patch; events create, get, patch), only to the
  * kubeecr ServiceAccount; the CronJob carries its hardening.
  *
  * "What the program needs" is also checked against reality: the rendered
@@ -29,7 +29,14 @@ const INSTALLS = ["manifests", "manifests/namespaced", "examples/installation"];
 const TARGETS = [...INSTALLS, "examples/usage"];
 
 /** The grants the program needs, as "resource.group:verb" (core group: no suffix). */
-const NEEDED = ["events:create", "secrets:get", "secrets:list", "secrets:patch"];
+const NEEDED = [
+  "events:create",
+  "events:get",
+  "events:patch",
+  "secrets:get",
+  "secrets:list",
+  "secrets:patch",
+];
 const SERVICE_ACCOUNT = { kind: "ServiceAccount", name: "kubeecr", namespace: "kubeecr" };
 const SA_USER = "system:serviceaccount:kubeecr:kubeecr";
 
@@ -140,7 +147,7 @@ for (const target of TARGETS) {
 }
 
 for (const target of INSTALLS) {
-  Deno.test(`${target}: RBAC grants exactly secrets get/list/patch and events create, to the kubeecr ServiceAccount only`, async () => {
+  Deno.test(`${target}: RBAC grants exactly secrets get/list/patch and events create/get/patch, to the kubeecr ServiceAccount only`, async () => {
     const { items } = await rendered(target);
     const roles = ofKind(items, "ClusterRole", "Role");
     assert.ok(roles.length > 0, "the install has RBAC");
@@ -267,11 +274,21 @@ Deno.test("the program, run with the rendered ClusterRole, uses only granted ver
       return `${resource}${ref.apiGroup ? `.${ref.apiGroup}` : ""}:${r.verb}`;
     });
     const used = [...new Set(described)].sort();
-    const refused = requests.filter((r) => (r.responseStatus?.code ?? 0) >= 400);
+    // 409 AlreadyExists on an event is how a repeated Warning is found (then counted).
+    const refused = requests.filter((r) => [401, 403].includes(r.responseStatus?.code ?? 0));
     assert.deepEqual(refused.map((r) => `${r.verb} ${r.requestURI}`), [], "nothing refused");
     assert.deepEqual(used.filter((u) => !granted.includes(u)), [], `used: ${used}`);
     // get is only needed to re-read a Secret after a 409, which cannot be forced from outside.
-    for (const needed of ["secrets:list", "secrets:patch", "events:create"]) {
+    // The second run repeats the first one's Warning: counted on the same Event.
+    for (
+      const needed of [
+        "secrets:list",
+        "secrets:patch",
+        "events:create",
+        "events:get",
+        "events:patch",
+      ]
+    ) {
       assert.ok(used.includes(needed), `${needed} used; used: ${used}`);
     }
   } finally {
