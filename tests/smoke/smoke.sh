@@ -173,6 +173,11 @@ smoke() {
     fail "the CronJob is not suspended"
   kubectl -n "$MOTO_NS" rollout status deployment/moto --timeout=180s
 
+  # A kept cluster (SMOKE_KEEP_CLUSTER=1, KIND_CLUSTER of an earlier run)
+  # starts from the same state as a new one.
+  kubectl -n kubeecr delete job smoke-refresh smoke-invalid --ignore-not-found --cascade=foreground --wait=true
+  kubectl delete namespace smoke --ignore-not-found --wait=true
+
   log "a Job refreshes an annotated Secret"
   kubectl create namespace smoke
   kubectl -n smoke create secret generic ecr-pull --type=kubernetes.io/dockerconfigjson \
