@@ -64,15 +64,27 @@ export function credentialHints(get: (name: string) => string | undefined): Cred
   };
 }
 
-export interface EcrOptions {
+/** What a failure message may use to say what to do. */
+export interface EcrHints {
   /** Read from the environment by main.ts (lib/ reads no environment). */
   credentials?: CredentialHints;
   /** The sandbox's net allow-list (deno.json permissions.cronjob.net), for the refusal message. */
   allowedHosts?: string[];
 }
 
+export interface EcrOptions extends EcrHints {
+  /** Deadline of one GetAuthorizationToken call, the SDK's own retries included. */
+  requestTimeoutMs: number;
+  /** Aborts when the run's budget is spent. */
+  budget: AbortSignal;
+}
+
 export class EcrTokenSource implements TokenSource {
-  constructor(readonly options: EcrOptions = {}) {}
+  readonly #opts: EcrOptions;
+
+  constructor(opts: EcrOptions) {
+    this.#opts = opts;
+  }
 
   async fetch(region: string): Promise<RegistryToken> {
     // The SDK's default chain supplies credentials (env keys, web identity,
@@ -83,8 +95,10 @@ export class EcrTokenSource implements TokenSource {
     // MiB before this import was deferred).
     const { ECRClient, GetAuthorizationTokenCommand } = await import("@aws-sdk/client-ecr");
     const client = new ECRClient({ region, maxAttempts: 3 });
+    const deadline = AbortSignal.timeout(this.#opts.requestTimeoutMs);
+    const abortSignal = AbortSignal.any([this.#opts.budget, deadline]);
     try {
-      const out = await client.send(new GetAuthorizationTokenCommand({}));
+      const out = await client.send(new GetAuthorizationTokenCommand({}), { abortSignal });
       const data = out.authorizationData?.[0];
       const password = data?.authorizationToken ? passwordOf(data.authorizationToken) : undefined;
       if (!password || !data?.expiresAt) {
@@ -98,7 +112,18 @@ export class EcrTokenSource implements TokenSource {
       return { password, expiresAt: data.expiresAt };
     } catch (err) {
       if (err instanceof TokenError) throw err;
-      throw tokenError(region, err, this.options);
+      if (abortSignal.aborted) {
+        const why = this.#opts.budget.aborted
+          ? "the run's --timeout ran out"
+          : `no answer within --request-timeout ${this.#opts.requestTimeoutMs / 1000}s`;
+        throw new TokenError(
+          region,
+          "Timeout",
+          false,
+          `ECR GetAuthorizationToken in ${region}: ${why}`,
+        );
+      }
+      throw tokenError(region, err, this.#opts);
     } finally {
       client.destroy();
     }
@@ -111,7 +136,7 @@ export class EcrTokenSource implements TokenSource {
  * Deno's own hints ("--allow-net", which users of the compiled binary cannot
  * pass) never reach the log.
  */
-export function tokenError(region: string, err: unknown, options: EcrOptions = {}): TokenError {
+export function tokenError(region: string, err: unknown, options: EcrHints = {}): TokenError {
   const prefix = `ECR GetAuthorizationToken in ${region} failed`;
   const code = errorCode(err);
   const make = (message: string, noCredentials = false) =>
@@ -173,8 +198,9 @@ export function sandboxAdvice(
   const what = host ? `a connection to ${host}` : "the connection to the ECR endpoint";
   let list = "";
   if (allowed && allowed.length > 0) {
-    // Hide the endpoints of other regions; keep wildcards, the API server, IMDS.
-    const relevant = allowed.filter((h) => h.includes(region) || !REGIONAL.test(h));
+    // Hide the ECR/STS endpoints of other regions; keep this region's, the
+    // API server, the metadata addresses and any wildcard.
+    const relevant = allowed.filter((h) => h.includes(`.${region}.`) || !AWS_ENDPOINT.test(h));
     const shown = relevant.slice(0, 12);
     const more = allowed.length - shown.length;
     list = `; allowed hosts: ${shown.join(", ")}${more > 0 ? ` (and ${more} more)` : ""}`;
@@ -183,8 +209,8 @@ export function sandboxAdvice(
     "point AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL at an allowed host or unset them";
 }
 
-/** A host name of one region, e.g. api.ecr.eu-west-1.amazonaws.com. */
-const REGIONAL = /\b[a-z]{2}(-gov)?-[a-z]+-\d+\b/;
+/** An ECR or STS endpoint, e.g. api.ecr-fips.eu-west-1.amazonaws.com:443, sts.us-east-1…. */
+const AWS_ENDPOINT = /^(api\.ecr|ecr|sts)\b/;
 
 /** The host Deno refused, from its error (display only; nothing branches on it). */
 function refusedHost(err: unknown): string | undefined {
