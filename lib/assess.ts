@@ -3,8 +3,8 @@
 // node:crypto's createHash is synchronous, so no Promise leaks in here).
 
 import { parseAnnotation, type Registry } from "./annotation.ts";
-import { fingerprint, readEcrEntries } from "./dockerconfig.ts";
-import { decide, type DueReason, statusKey } from "./due.ts";
+import { readEcrEntries } from "./dockerconfig.ts";
+import { decide, type DueReason, fingerprint, statusKey } from "./due.ts";
 import { AnnotationError, DockerConfigError } from "./errors.ts";
 import type { EventReason, StoredSecret } from "./store.ts";
 

@@ -10,10 +10,10 @@
 // the edits we make are two shapes (replace one value, append members), a
 // splice each. One strict RFC 8259 scanner of ~100 lines, no dependency.
 //
-// Pure: bytes in, bytes out. Error messages describe the *shape* and the
+// Pure: bytes in, bytes out (and the exact text of each entry written, which
+// due.ts fingerprints). Error messages describe the *shape* and the
 // position of a bad value, never its content: it may hold other passwords.
 
-import { createHash } from "node:crypto";
 import { DockerConfigError } from "./errors.ts";
 
 export interface EcrCredential {
@@ -124,11 +124,6 @@ export function setEcrEntries(
     }
   }
   return { bytes: new TextEncoder().encode(applyEdits(text, edits)), entries };
-}
-
-/** A hash of an entry's exact text (never the text): 32 hex digits of its SHA-256. */
-export function fingerprint(entryText: string): string {
-  return createHash("sha256").update(entryText).digest("hex").slice(0, 32);
 }
 
 /** Base64 of "AWS:<password>" in UTF-8, as Docker expects in `auth`. */

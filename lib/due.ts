@@ -31,8 +31,16 @@ export function statusKey(annotation: string): string {
   const readable = slash < 0 ? `_${annotation}` : annotation.replace("/", "_");
   const name = `status.${readable}`;
   if (name.length <= 63) return `${STATUS_PREFIX}${name}`;
-  const hash = createHash("sha256").update(annotation).digest("hex").slice(0, 16);
-  return `${STATUS_PREFIX}status.h-${hash}`;
+  return `${STATUS_PREFIX}status.h-${fingerprint(annotation).slice(0, 16)}`;
+}
+
+/**
+ * A hash of an entry's exact text, never the text: 32 hex digits of its
+ * SHA-256. node:crypto's createHash is synchronous, so assess() stays pure
+ * and synchronous (crypto.subtle.digest would make it async).
+ */
+export function fingerprint(text: string): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, 32);
 }
 
 /** What one installation recorded about one registry host it wrote. */

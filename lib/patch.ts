@@ -4,10 +4,11 @@
 
 import type { Registry } from "./annotation.ts";
 import { DockerConfigError, KubeEcrError, type SecretRef } from "./errors.ts";
-import { type EcrCredential, fingerprint, setEcrEntries } from "./dockerconfig.ts";
+import { type EcrCredential, setEcrEntries } from "./dockerconfig.ts";
 import {
   capExpiry,
   EXPIRES_AT,
+  fingerprint,
   formatStatus,
   formatTime,
   type HostStatus,

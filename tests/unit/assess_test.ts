@@ -8,8 +8,8 @@
 
 import assert from "node:assert/strict";
 import { assess, type Assessment, type AssessOptions } from "../../lib/assess.ts";
-import { fingerprint, setEcrEntries } from "../../lib/dockerconfig.ts";
-import { formatStatus, statusKey } from "../../lib/due.ts";
+import { setEcrEntries } from "../../lib/dockerconfig.ts";
+import { fingerprint, formatStatus, statusKey } from "../../lib/due.ts";
 import type { StoredSecret } from "../../lib/store.ts";
 
 const ANNOTATION = "deft.com/kubeecr";

@@ -7,12 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  decodeDockerConfig,
-  fingerprint,
-  readEcrEntries,
-  setEcrEntries,
-} from "../../lib/dockerconfig.ts";
+import { decodeDockerConfig, readEcrEntries, setEcrEntries } from "../../lib/dockerconfig.ts";
 import { DockerConfigError } from "../../lib/errors.ts";
 
 const H = "123456789012.dkr.ecr.us-west-2.amazonaws.com";
@@ -151,12 +146,6 @@ Deno.test("readEcrEntries returns the exact text of each present ECR entry", () 
   assert.deepEqual(readEcrEntries(enc(raw), [H, H2]), new Map([[H, '{ "auth" : "eDp5" }']]));
   assert.deepEqual(readEcrEntries(undefined, [H]), new Map());
   assert.deepEqual(readEcrEntries(enc('{"auths":null}'), [H]), new Map());
-});
-
-Deno.test("fingerprint is 32 hex digits of SHA-256 and tells entries apart", () => {
-  // sha256("abc") = ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
-  assert.equal(fingerprint("abc"), "ba7816bf8f01cfea414140de5dae2223");
-  assert.notEqual(fingerprint(E("p")), fingerprint(E("q")));
 });
 
 Deno.test("what cannot be edited safely is refused without echoing the content", async (t) => {

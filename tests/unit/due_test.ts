@@ -5,6 +5,7 @@ import {
   type DecideInput,
   type Decision,
   EXPIRES_AT,
+  fingerprint,
   formatStatus,
   formatTime,
   type HostStatus,
@@ -202,4 +203,10 @@ Deno.test("status annotation keys", () => {
   assert.equal(STATUS_PREFIX, "kubeecr.deft.com/");
   assert.equal(REFRESHED_AT, "kubeecr.deft.com/refreshed-at");
   assert.equal(EXPIRES_AT, "kubeecr.deft.com/expires-at");
+});
+
+Deno.test("fingerprint is 32 hex digits of SHA-256 and tells entries apart", () => {
+  // sha256("abc") = ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+  assert.equal(fingerprint("abc"), "ba7816bf8f01cfea414140de5dae2223");
+  assert.notEqual(fingerprint('{"password":"p"}'), fingerprint('{"password":"q"}'));
 });

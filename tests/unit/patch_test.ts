@@ -5,8 +5,7 @@
 
 import assert from "node:assert/strict";
 import { parseAnnotation } from "../../lib/annotation.ts";
-import { fingerprint } from "../../lib/dockerconfig.ts";
-import { parseStatus, statusKey } from "../../lib/due.ts";
+import { fingerprint, parseStatus, statusKey } from "../../lib/due.ts";
 import { type HostCredential, type Outcome, writeSecret } from "../../lib/patch.ts";
 import type { PatchResult, SecretStore, SecretUpdate, StoredSecret } from "../../lib/store.ts";
 
