@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { startEcrProxy } from "../testenv/ecr_proxy.ts";
-import { freshNamespace, testEnv } from "../testenv/connect.ts";
+import { freshNamespace, kubectl, testEnv } from "../testenv/connect.ts";
 import {
   fault,
   type FaultProxy,
@@ -307,34 +307,39 @@ Deno.test("a 410 on the second page of a list restarts the listing and yields ev
   const ns = await freshNamespace(env, "expired");
   // More Secrets than one page holds whatever the page size (at most 500):
   // the annotated ones sort first and last, so they sit on different pages.
-  await createFiller(ns, 510);
-  const annotated = ["aaa-first", "zzz-last"];
-  await createDue(ns, annotated);
-  await using api = startKubeFaultProxy(env);
-  const expired = api.add({
-    match: (r) => dockerConfigList(r) && on.continued(r),
-    times: 1,
-    fault: fault.status(410),
-  });
+  try {
+    await createFiller(ns, 510);
+    const annotated = ["aaa-first", "zzz-last"];
+    await createDue(ns, annotated);
+    await using api = startKubeFaultProxy(env);
+    const expired = api.add({
+      match: (r) => dockerConfigList(r) && on.continued(r),
+      times: 1,
+      fault: fault.status(410),
+    });
 
-  const run = await kubeecr(["--namespace", ns], { env: await kubeconfigThrough(api) });
+    const run = await kubeecr(["--namespace", ns], { env: await kubeconfigThrough(api) });
 
-  assertEndedInBudget(run);
-  assert.equal(run.code, 0, describe(run));
-  assert.equal(expired.hits, 1, "a second page was asked for, and answered 410");
-  const expiredAt = api.requests.findIndex((r) => r.status === 410);
-  const restarted = secretLists(api, expiredAt + 1).some((r) => !r.search.includes("continue="));
-  assert.ok(restarted, "the listing started again from the first page");
-  for (const name of annotated) {
-    assert.equal(onlyLine(run, ns, name).msg, "refreshed");
-    const events = await eventsFor(env, await readSecret(env, ns, name));
-    assert.deepEqual(events.map((e) => e.reason), ["Refreshed"], `${name}: one event`);
+    assertEndedInBudget(run);
+    assert.equal(run.code, 0, describe(run));
+    assert.equal(expired.hits, 1, "a second page was asked for, and answered 410");
+    const expiredAt = api.requests.findIndex((r) => r.status === 410);
+    const restarted = secretLists(api, expiredAt + 1).some((r) => !r.search.includes("continue="));
+    assert.ok(restarted, "the listing started again from the first page");
+    for (const name of annotated) {
+      assert.equal(onlyLine(run, ns, name).msg, "refreshed");
+      const events = await eventsFor(env, await readSecret(env, ns, name));
+      assert.deepEqual(events.map((e) => e.reason), ["Refreshed"], `${name}: one event`);
+    }
+    assert.deepEqual((await writtenIn(ns)).sort(), annotated, "each Secret written exactly once");
+    const others = run.lines.filter((l) =>
+      typeof l.secret === "string" && l.secret.includes("filler")
+    );
+    assert.deepEqual(others, [], "unannotated Secrets are not reported");
+  } finally {
+    // 500 Secrets would weigh on any later cluster-wide run of the suite.
+    await kubectl(env, ["delete", "namespace", ns, "--wait=false"]);
   }
-  assert.deepEqual((await writtenIn(ns)).sort(), annotated, "each Secret written exactly once");
-  const others = run.lines.filter((l) =>
-    typeof l.secret === "string" && l.secret.includes("filler")
-  );
-  assert.deepEqual(others, [], "unannotated Secrets are not reported");
 });
 
 Deno.test("stdout closed after the first line (| head -1): the exit code is the unpiped one and every event is recorded", async () => {
