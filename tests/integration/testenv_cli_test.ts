@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { run } from "../testenv/util.ts";
+import { isAlive, run } from "../testenv/util.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 
@@ -71,15 +71,6 @@ Deno.test("deno task testenv prints one ready line whose file gives kubectl and 
     await child.stdout.cancel().catch(() => {});
   }
 });
-
-function isAlive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Whether SIGTERM waits to be delivered to `pid` (it is stopped), from /proc/<pid>/status. */
 async function sigtermPending(pid: number): Promise<boolean> {

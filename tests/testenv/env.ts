@@ -11,7 +11,7 @@
 import { type Binaries, resolveBinaries } from "./assets.ts";
 import { ensureMoto } from "./moto.ts";
 import { createPki, type Pki } from "./pki.ts";
-import { elapsed, freePort, run, waitUntil } from "./util.ts";
+import { elapsed, freePort, isAlive, run, waitUntil } from "./util.ts";
 
 /** Everything a test needs to reach the environment; also written as testenv.json. */
 export interface TestEnvInfo {
@@ -107,15 +107,6 @@ async function stopProcess(m: Managed) {
       m.child.kill("SIGKILL");
     } catch { /* already gone */ }
     await m.child.status;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
   }
 }
 

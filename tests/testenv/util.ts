@@ -97,6 +97,16 @@ export async function withLock<T>(
   }
 }
 
+/** Whether a process with this pid exists (Linux: /proc). */
+export function isAlive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A free TCP port on 127.0.0.1, picked by the kernel. */
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
