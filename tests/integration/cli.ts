@@ -35,6 +35,8 @@ export interface CliOptions {
   env?: Record<string, string | undefined>;
   /** Overrides of env.awsEnv (e.g. AWS_ENDPOINT_URL_ECR of an EcrProxy); `undefined` removes one. */
   aws?: Record<string, string | undefined>;
+  /** Deno flags added to `-P=local`, e.g. `--allow-run=<plugin>`, as README tells users. */
+  denoFlags?: string[];
   /** SIGKILL the process if it is still running after this long (a hang fails, not stalls, a test). */
   killAfterMs?: number;
   /**
@@ -43,6 +45,12 @@ export interface CliOptions {
    */
   closeStdoutAfterLines?: number;
 }
+
+/**
+ * A string put into kubeconfigs that tests break on purpose: the leak scan
+ * (tests/final/leak_test.ts) fails if any output of the suite shows it.
+ */
+export const KUBECONFIG_CANARY = "sha256~kubeconfig-canary-9f8e7d6c5b4a";
 
 /**
  * Where the CLI's output is collected: beside the suite's shared environment
@@ -87,7 +95,7 @@ export async function runKubeecr(
   );
   const startedAt = Date.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-P=local", MAIN, ...args],
+    args: ["run", "-P=local", ...opts.denoFlags ?? [], MAIN, ...args],
     cwd: REPO,
     clearEnv: true,
     env: defined,
