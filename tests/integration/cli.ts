@@ -20,6 +20,14 @@ export interface CliResult {
   stderr: string;
   /** stdout lines that are JSON objects (all of them with --log-format=json). */
   lines: Record<string, unknown>[];
+  /** Date.now() when each of `lines` arrived on stdout (same index). */
+  arrivals: number[];
+  /** Date.now() just before the process was spawned. */
+  startedAt: number;
+  /** Wall-clock seconds from spawn to exit. */
+  seconds: number;
+  /** True when the process outlived `killAfterMs` and was killed. */
+  killed: boolean;
 }
 
 export interface CliOptions {
@@ -29,6 +37,13 @@ export interface CliOptions {
   aws?: Record<string, string | undefined>;
   /** Deno flags added to `-P=local`, e.g. `--allow-run=<plugin>`, as README tells users. */
   denoFlags?: string[];
+  /** SIGKILL the process if it is still running after this long (a hang fails, not stalls, a test). */
+  killAfterMs?: number;
+  /**
+   * Close the read end of stdout after this many lines, as `| head -N` does:
+   * every later write of the program meets a closed pipe (EPIPE).
+   */
+  closeStdoutAfterLines?: number;
 }
 
 /**
@@ -78,7 +93,8 @@ export async function runKubeecr(
   const defined = Object.fromEntries(
     Object.entries(vars).filter((e): e is [string, string] => e[1] !== undefined),
   );
-  const out = await new Deno.Command(Deno.execPath(), {
+  const startedAt = Date.now();
+  const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-P=local", ...opts.denoFlags ?? [], MAIN, ...args],
     cwd: REPO,
     clearEnv: true,
@@ -86,13 +102,60 @@ export async function runKubeecr(
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  const stdout = decode(out.stdout);
-  const stderr = decode(out.stderr);
-  await recordCliOutput(env, { args, code: out.code, stdout, stderr });
-  const lines = stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-  return { code: out.code, stdout, stderr, lines };
+  }).spawn();
+  let killed = false;
+  const timer = opts.killAfterMs === undefined ? undefined : setTimeout(() => {
+    killed = true;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }, opts.killAfterMs);
+  const [out, stderr, status] = await Promise.all([
+    readLines(child.stdout, opts.closeStdoutAfterLines),
+    new Response(child.stderr).text(),
+    child.status,
+  ]).finally(() => clearTimeout(timer));
+  const seconds = (Date.now() - startedAt) / 1000;
+  const stdout = out.map((l) => l.text).join("");
+  await recordCliOutput(env, { args, code: status.code, stdout, stderr });
+  const json = out.filter((l) => l.text.startsWith("{"));
+  return {
+    code: status.code,
+    stdout,
+    stderr,
+    lines: json.map((l) => JSON.parse(l.text)),
+    arrivals: json.map((l) => l.at),
+    startedAt,
+    seconds,
+    killed,
+  };
+}
+
+/** stdout as lines (with their newline) and their arrival times; stops reading after `max`. */
+async function readLines(
+  stream: ReadableStream<Uint8Array>,
+  max = Infinity,
+): Promise<{ text: string; at: number }[]> {
+  const lines: { text: string; at: number }[] = [];
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = "";
+  while (lines.length < max) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    pending += value;
+    let nl: number;
+    while ((nl = pending.indexOf("\n")) >= 0 && lines.length < max) {
+      lines.push({ text: pending.slice(0, nl + 1), at: Date.now() });
+      pending = pending.slice(nl + 1);
+    }
+  }
+  if (lines.length >= max) {
+    // Closes the pipe, as `head` does when it exits.
+    await reader.cancel();
+  } else if (pending) {
+    lines.push({ text: pending, at: Date.now() });
+  }
+  return lines;
 }
 
 // ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@
  * wrapper modules under gobuild/ (nothing downloaded is committed).
  */
 
-import { cacheDir, elapsed, exists, Progress, sha256Hex } from "./util.ts";
+import { cacheDir, elapsed, exists, Progress, sha256Hex, withLock } from "./util.ts";
 
 const GOBUILD = new URL("./gobuild/", import.meta.url).pathname;
 
@@ -129,26 +129,45 @@ async function buildOnce(build: GoBuild, log: (line: string) => void): Promise<s
   const folder = await cacheFolder(build, version);
   if (await allPresent(folder, build.outputs)) return folder;
 
-  // Build into a private folder and rename it into place, so an interrupted
-  // build never leaves a half-written cache entry behind.
-  const staging = `${folder}.partial-${Deno.pid}`;
-  await Deno.mkdir(staging, { recursive: true });
   const label = `${build.outputs.join(", ")} ${version}`;
-  const progress = new Progress(`building ${label} with Go (first run only)`, log);
-  try {
-    await goBuild(build, version, staging, progress);
+  await Deno.mkdir(`${cacheDir()}/bin`, { recursive: true });
+  // One build at a time per cache entry: a second environment starting
+  // meanwhile waits for this one and then uses its result.
+  return await withLock(`${folder}.lock`, `building ${label}`, log, async () => {
+    if (await allPresent(folder, build.outputs)) return folder;
+    await removeLeftovers(folder);
+    // Build into a private folder and rename it into place, so an interrupted
+    // build never leaves a half-written cache entry behind.
+    const staging = `${folder}.partial-${Deno.pid}`;
+    await Deno.mkdir(staging, { recursive: true });
+    const progress = new Progress(`building ${label} with Go (first run only)`, log);
     try {
+      await goBuild(build, version, staging, progress);
       await Deno.rename(staging, folder);
-    } catch (err) {
-      // Another run finished the same build first: use theirs.
-      if (!(await allPresent(folder, build.outputs))) throw err;
+    } finally {
+      progress.stop();
+      await Deno.remove(staging, { recursive: true }).catch(() => {});
     }
-  } finally {
-    progress.stop();
-    await Deno.remove(staging, { recursive: true }).catch(() => {});
+    log(`built ${label} in ${progress.elapsedText()} → ${folder}`);
+    return folder;
+  });
+}
+
+/**
+ * Removes what interrupted builds of `folder` left: their private folders
+ * (`<folder>.partial-<pid>`; a killed build cannot remove its own) and a
+ * folder that lacks some of its binaries. Called under the build lock, so no
+ * build of this entry is running.
+ */
+async function removeLeftovers(folder: string) {
+  const parent = folder.slice(0, folder.lastIndexOf("/"));
+  const base = folder.slice(parent.length + 1);
+  for await (const entry of Deno.readDir(parent)) {
+    if (entry.name.startsWith(`${base}.partial-`)) {
+      await Deno.remove(`${parent}/${entry.name}`, { recursive: true });
+    }
   }
-  log(`built ${label} in ${progress.elapsedText()} → ${folder}`);
-  return folder;
+  await Deno.remove(folder, { recursive: true }).catch(() => {});
 }
 
 async function goBuild(build: GoBuild, version: string, out: string, progress: Progress) {

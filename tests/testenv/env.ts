@@ -11,7 +11,7 @@
 import { type Binaries, resolveBinaries } from "./assets.ts";
 import { ensureMoto } from "./moto.ts";
 import { createPki, type Pki } from "./pki.ts";
-import { elapsed, freePort, run, waitUntil } from "./util.ts";
+import { elapsed, freePort, isAlive, run, waitUntil } from "./util.ts";
 
 /** Everything a test needs to reach the environment; also written as testenv.json. */
 export interface TestEnvInfo {
@@ -21,6 +21,8 @@ export interface TestEnvInfo {
   kubeconfig: string;
   kubectl: string;
   caCert: string;
+  /** The API server's serving certificate (names 127.0.0.1): a test's TLS proxy presents it too. */
+  serving: { cert: string; key: string };
   admin: { cert: string; key: string };
   nobody: { cert: string; key: string };
   auditLog: string;
@@ -105,15 +107,6 @@ async function stopProcess(m: Managed) {
       m.child.kill("SIGKILL");
     } catch { /* already gone */ }
     await m.child.status;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -334,18 +327,26 @@ export async function startTestEnv(opts: StartOptions = {}): Promise<TestEnv> {
 
   let stopped: Promise<void> | undefined;
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  let interrupted = false;
   const onSignal = () => {
+    // Ctrl-C often arrives twice: the terminal sends SIGINT to the whole
+    // process group and `deno task` forwards its own copy to this process.
+    // The listener stays registered until stop() is done, so a repeated
+    // signal is absorbed here; without a listener Deno's default action would
+    // end the process half-way, leaving the directory and a slow API server.
+    if (interrupted) return;
+    interrupted = true;
     log("interrupted: stopping the test environment");
     stop().finally(() => Deno.exit(130));
   };
   const stop = () => {
     stopped ??= (async () => {
-      for (const s of signals) Deno.removeSignalListener(s, onSignal);
       // etcd goes last: the API server drains its requests against it on the way down.
       const etcd = processes.filter((p) => p.name === "etcd");
       await Promise.all(processes.filter((p) => p.name !== "etcd").map(stopProcess));
       await Promise.all(etcd.map(stopProcess));
       await Deno.remove(dir, { recursive: true }).catch(() => {});
+      for (const s of signals) Deno.removeSignalListener(s, onSignal);
     })();
     return stopped;
   };
@@ -396,6 +397,7 @@ export async function startTestEnv(opts: StartOptions = {}): Promise<TestEnv> {
       kubeconfig,
       kubectl: bins.kubectl,
       caCert: pki.caCert,
+      serving: pki.serving,
       admin: pki.admin,
       nobody: pki.nobody,
       auditLog: `${dir}/audit.log`,

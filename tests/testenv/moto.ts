@@ -4,7 +4,7 @@
  * keyed by a hash of the pinned requirements.
  */
 
-import { cacheDir, exists, Progress, run, sha256Hex } from "./util.ts";
+import { cacheDir, exists, Progress, run, sha256Hex, withLock } from "./util.ts";
 
 const REQUIREMENTS = new URL("./moto-requirements.txt", import.meta.url).pathname;
 const COMPLETE = ".kubeecr-complete";
@@ -24,24 +24,30 @@ export async function ensureMoto(log: (line: string) => void): Promise<string> {
   const server = `${venv}/bin/moto_server`;
   if (await exists(`${venv}/${COMPLETE}`)) return server;
 
-  // A venv is not relocatable, so it is built in place; the marker file is
-  // written last and an unfinished venv is thrown away and rebuilt.
-  await Deno.remove(venv, { recursive: true }).catch(() => {});
-  const progress = new Progress(`creating the moto venv (${pythonVersion}, first run only)`, log);
-  try {
-    await run(python, ["-m", "venv", venv]);
-    await run(`${venv}/bin/pip`, [
-      "install",
-      "--quiet",
-      "--disable-pip-version-check",
-      "--no-deps",
-      "-r",
-      REQUIREMENTS,
-    ]);
-    await Deno.writeTextFile(`${venv}/${COMPLETE}`, requirements);
-  } finally {
-    progress.stop();
-  }
-  log(`moto venv ready in ${progress.elapsedText()} → ${venv}`);
+  // One venv build at a time: a second environment starting meanwhile waits,
+  // then finds the marker.
+  await Deno.mkdir(cacheDir(), { recursive: true });
+  await withLock(`${venv}.lock`, "creating the moto venv", log, async () => {
+    if (await exists(`${venv}/${COMPLETE}`)) return;
+    // A venv is not relocatable, so it is built in place; the marker file is
+    // written last and an unfinished venv is thrown away and rebuilt.
+    await Deno.remove(venv, { recursive: true }).catch(() => {});
+    const progress = new Progress(`creating the moto venv (${pythonVersion}, first run only)`, log);
+    try {
+      await run(python, ["-m", "venv", venv]);
+      await run(`${venv}/bin/pip`, [
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "-r",
+        REQUIREMENTS,
+      ]);
+      await Deno.writeTextFile(`${venv}/${COMPLETE}`, requirements);
+    } finally {
+      progress.stop();
+    }
+    log(`moto venv ready in ${progress.elapsedText()} → ${venv}`);
+  });
   return server;
 }

@@ -48,6 +48,12 @@ async function ecKey(path: string) {
   ]);
 }
 
+/** A random positive 120-bit serial number, in the hex form openssl accepts. */
+function randomSerial(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(15));
+  return `0x${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
 async function signed(
   dir: string,
   name: string,
@@ -71,7 +77,12 @@ async function signed(
     ca.cert,
     "-CAkey",
     ca.key,
-    "-CAcreateserial",
+    // A random serial per certificate, not -CAcreateserial: the leaf
+    // certificates are signed in parallel, and parallel openssl runs sharing
+    // one ca.srl file read it half-written ("Unable to load number from
+    // ca.srl"), which failed a start of the environment.
+    "-set_serial",
+    randomSerial(),
     "-days",
     DAYS,
     "-extfile",

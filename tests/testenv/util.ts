@@ -60,6 +60,53 @@ export class Progress {
   }
 }
 
+/**
+ * Runs `fn` while holding an exclusive lock on the file `path`, so that two
+ * test environments starting at once build a cache entry once: the second
+ * waits, then finds the first one's result.
+ *
+ * An flock(2) lock, not a create-exclusive file with a pid in it: the kernel
+ * releases it when its holder dies, even by SIGKILL, so there is no stale lock
+ * to detect, no race between two waiters removing each other's fresh lock and
+ * no recycled pid to be fooled by. The file itself stays (a few bytes);
+ * removing it would let a newcomer lock a new file while a waiter locks the
+ * old one. The holder's pid is written into it only for the waiting message.
+ */
+export async function withLock<T>(
+  path: string,
+  what: string,
+  log: (line: string) => void,
+  fn: () => Promise<T>,
+): Promise<T> {
+  using file = await Deno.open(path, { read: true, write: true, create: true });
+  if (!(await file.tryLock(true))) {
+    const holder = (await Deno.readTextFile(path).catch(() => "")).trim() || "unknown";
+    const waiting = new Progress(`waiting for another run (pid ${holder}) to finish ${what}`, log);
+    try {
+      await file.lock(true);
+    } finally {
+      waiting.stop();
+    }
+  }
+  try {
+    await file.truncate(0);
+    await file.write(new TextEncoder().encode(`${Deno.pid}\n`));
+    return await fn();
+  } finally {
+    await file.unlock();
+  }
+}
+
+/** Whether a process with this pid exists (Linux: /proc). */
+export function isAlive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A free TCP port on 127.0.0.1, picked by the kernel. */
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
