@@ -138,3 +138,27 @@ Deno.test("a Secret in a namespace being deleted: the message says the namespace
   assert.match(String(warn?.error), new RegExp(`namespace ${ns} is being deleted`));
   assert.doesNotMatch(String(warn?.error), /grant the kubeecr identity/);
 });
+
+Deno.test("insecure-skip-tls-verify: the message gives the flag that works, and it works", async () => {
+  const path = await writeKubeconfig(env, env.admin);
+  const text = await Deno.readTextFile(path);
+  await Deno.writeTextFile(
+    path,
+    text.replace(/certificate-authority-data: .*/, "insecure-skip-tls-verify: true"),
+  );
+  const args = ["--request-timeout", "2s", "--dry-run", "--namespace", "default", ...JSON_LOG];
+
+  const refused = await runKubeecr(env, args, { env: { KUBECONFIG: path } });
+  assert.equal(refused.code, 2, refused.stdout + refused.stderr);
+  const host = new URL(env.server).hostname;
+  assert.ok(
+    String(errorOf(refused)?.error).includes(`--unsafely-ignore-certificate-errors=${host}`),
+    refused.stdout,
+  );
+
+  const allowed = await runKubeecr(env, args, {
+    env: { KUBECONFIG: path },
+    denoFlags: [`--unsafely-ignore-certificate-errors=${host}`],
+  });
+  assert.equal(allowed.code, 0, allowed.stdout + allowed.stderr);
+});
