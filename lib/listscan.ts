@@ -40,10 +40,13 @@ class Capture {
     this.active = true;
   }
 
-  /** At the end of a chunk: keep what is captured so far; go on at 0 in the next. */
+  /**
+   * At the end of a chunk: copy what is captured so far (the reader reuses
+   * the chunk's buffer for the next read); go on at 0 in the next chunk.
+   */
   carry(chunk: Uint8Array): void {
     if (!this.active) return;
-    this.#parts.push(chunk.subarray(this.#start));
+    this.#parts.push(chunk.slice(this.#start));
     this.#start = 0;
   }
 
@@ -99,7 +102,10 @@ export class ListReader<T> {
     this.#keep = keep;
   }
 
-  /** Feeds the next chunk; returns the kept items that it completed, parsed. */
+  /**
+   * Feeds the next chunk; returns the kept items that it completed, parsed.
+   * The chunk is not kept: its buffer may be reused once this returns.
+   */
   push(chunk: Uint8Array): T[] {
     const kept: T[] = [];
     const n = chunk.length;
