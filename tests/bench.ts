@@ -458,7 +458,8 @@ try {
       sides: [
         side(KE, kubeecr(["--force", `--concurrency=${c}`])),
         side(REF, reference(["--force", `--concurrency=${c}`])),
-        side(`${REF}, no Events`, reference(["--force", `--concurrency=${c}`, "--no-events"])),
+        side(`${REF} without Events`, reference(["--force", `--concurrency=${c}`, "--no-events"])),
+        side(`${REF} over HTTP/1.1`, reference(["--force", `--concurrency=${c}`, "--http1"])),
       ],
     });
   }
@@ -559,11 +560,13 @@ const secs = (v: number) => v < 10 ? v.toFixed(2) : v.toFixed(1);
 const int = (v: number) => Math.round(v).toLocaleString("en-US");
 const ratio = (a: number, b: number) => b > 0 ? `${(a / b).toFixed(1)}×` : "–";
 
+const plural = (v: number, word: string) => `${int(v)} ${word}${v === 1 ? "" : "s"}`;
+
 function cell(x: Side): string {
   const l = med(x, lists);
   return `${secs(med(x, (s) => s.wall))} s wall, ${secs(med(x, (s) => s.cpu))} s CPU, ` +
-    `${int(med(x, (s) => s.rssMiB))} MiB, ${int(med(x, total))} requests ` +
-    `(${int(l)} list${l === 1 ? "" : "s"})`;
+    `${int(med(x, (s) => s.rssMiB))} MiB, ${plural(med(x, total), "request")} ` +
+    `(${plural(l, "list")})`;
 }
 
 function ratios(a: Side, b: Side): string {
@@ -579,7 +582,8 @@ print(
   `KubeECR and the reference client (tests/bench/reference.ts), ${date}: Deno ${Deno.version.deno}, ` +
     `Kubernetes ${env.kubernetesVersion}, ${Deno.build.os}/${Deno.build.arch}, ` +
     `${navigator.hardwareConcurrency} CPUs (load average ${loadBefore} before, ${loadAfter} after); ` +
-    `medians of ${ROUNDS} interleaved rounds; ratio = KubeECR ÷ reference.`,
+    `medians of ${ROUNDS} interleaved rounds; ratio = KubeECR ÷ reference. The reference ` +
+    `speaks HTTP/2 (Deno's default: one connection) unless the row says otherwise.`,
 );
 print();
 print("| scenario | KubeECR | reference client | ratio |");
@@ -588,8 +592,7 @@ for (const s of scenarios) {
   const [k, r, ...variants] = s.sides;
   print(`| ${s.title} | ${cell(k)} | ${cell(r)} | ${ratios(k, r)} |`);
   for (const v of variants) {
-    const what = v.label.replace(`${REF}, `, "");
-    print(`| same, reference ${what.toLowerCase()} | | ${cell(v)} | ${ratios(k, v)} |`);
+    print(`| same, ${v.label} | | ${cell(v)} | ${ratios(k, v)} |`);
   }
 }
 

@@ -43,11 +43,22 @@ export class NativeKube {
 
   private constructor(readonly server: string, readonly client: Deno.HttpClient) {}
 
-  static async connect(ep: KubeEndpoint): Promise<NativeKube> {
+  /**
+   * By default Deno negotiates HTTP/2 when the server offers it (the API
+   * server does): every request shares one connection. `http1` pins
+   * HTTP/1.1, where the pool opens one connection per request in flight.
+   */
+  static async connect(ep: KubeEndpoint, opts: { http1?: boolean } = {}): Promise<NativeKube> {
     const [ca, cert, key] = await Promise.all(
       [ep.caCert, ep.cert, ep.key].map((p) => Deno.readTextFile(p)),
     );
-    return new NativeKube(ep.server, Deno.createHttpClient({ caCerts: [ca], cert, key }));
+    const client = Deno.createHttpClient({
+      caCerts: [ca],
+      cert,
+      key,
+      ...(opts.http1 ? { http2: false } : {}),
+    });
+    return new NativeKube(ep.server, client);
   }
 
   /**

@@ -11,7 +11,9 @@
  *     the first such Secret needs it (SigV4-signed, as real ECR requires);
  *   - per due Secret a JSON merge patch carrying the resourceVersion read
  *     (409 → read again, up to 3 attempts) and then one Event;
- *   - at most `--concurrency` Secrets in flight, while the next page is read.
+ *   - at most `--concurrency` Secrets in flight, while the next page is read;
+ *   - HTTP/2 if the server offers it (Deno's default: one connection), or
+ *     HTTP/1.1 with `--http1` (one connection per request in flight).
  * Pages are processed as they arrive and dropped; only what a write needs
  * survives a page.
  *
@@ -22,7 +24,7 @@
  *
  *   deno run --allow-net --allow-read --allow-env tests/bench/reference.ts \
  *     --server https://127.0.0.1:6443 --ca ca.pem --cert admin.pem --key admin-key.pem \
- *     [--concurrency 4] [--force] [--no-events]
+ *     [--concurrency 4] [--force] [--no-events] [--http1]
  *   AWS_ENDPOINT_URL_ECR, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY from the environment.
  */
 
@@ -79,6 +81,7 @@ const { values: flags } = parseArgs({
     concurrency: { type: "string", default: "4" },
     force: { type: "boolean", default: false },
     "no-events": { type: "boolean", default: false },
+    http1: { type: "boolean", default: false },
   },
 });
 const concurrency = Number(flags.concurrency);
@@ -87,7 +90,7 @@ const kube = await NativeKube.connect({
   caCert: flags.ca!,
   cert: flags.cert!,
   key: flags.key!,
-});
+}, { http1: flags.http1 });
 const counts = {
   lists: 0,
   annotated: 0,
