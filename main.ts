@@ -8,11 +8,10 @@
 import denoJson from "./deno.json" with { type: "json" };
 import { type Config, ENV_VARS, parseConfig } from "./lib/config.ts";
 import { EcrTokenSource } from "./lib/ecr.ts";
-import { ConfigError, describeError } from "./lib/errors.ts";
+import { ConfigError, describeError, KubeEcrError } from "./lib/errors.ts";
 import { Logger } from "./lib/log.ts";
-import { runOnce } from "./lib/pipeline.ts";
-import { EXIT_CANNOT_START, exitCode } from "./lib/report.ts";
-import { KubeApiError } from "./lib/store.ts";
+import { CannotStartError, runOnce } from "./lib/pipeline.ts";
+import { EXIT_CANNOT_START, EXIT_FAILED, exitCode } from "./lib/report.ts";
 
 /**
  * The variables the program reads, each only if the sandbox grants it: the
@@ -29,44 +28,85 @@ function readEnv(): Record<string, string | undefined> {
   return env;
 }
 
-function stdoutLine(line: string) {
-  Deno.stdout.writeSync(new TextEncoder().encode(line + "\n"));
+/**
+ * A writer that outlives its reader: `kubeecr | head -1` closes stdout after
+ * one line, and the run must still record every event and exit as it would
+ * have. Once the pipe is gone, lines are dropped.
+ */
+function lineWriter(stream: { writeSync(p: Uint8Array): number }): (line: string) => void {
+  const encoder = new TextEncoder();
+  let open = true;
+  return (line) => {
+    if (!open) return;
+    try {
+      const bytes = encoder.encode(line + "\n");
+      for (let at = 0; at < bytes.length;) at += stream.writeSync(bytes.subarray(at));
+    } catch {
+      open = false;
+    }
+  };
 }
+
+const stdoutLine = lineWriter(Deno.stdout);
+const stderrLine = lineWriter(Deno.stderr);
 
 async function main(): Promise<number> {
   let config: Config;
   try {
     const parsed = parseConfig(Deno.args, readEnv(), denoJson.version);
     if (parsed.kind !== "run") {
-      console.log(parsed.text);
+      stdoutLine(parsed.text);
       return 0;
     }
     config = parsed.config;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    console.error(`kubeecr: ${err.message}\nRun 'kubeecr --help' for the accepted flags.`);
+    stderrLine(`kubeecr: ${err.message}\nRun 'kubeecr --help' for the accepted flags.`);
     return err.exitCode;
   }
 
   const log = new Logger({ format: config.logFormat, level: config.logLevel, write: stdoutLine });
+  const budget = AbortSignal.timeout(config.timeoutMs);
+  let started = false;
   try {
-    // Loaded only now, so --help, --version and flag errors answer at once
-    // instead of after importing client-node (most of the start-up cost).
-    const { KubeSecretStore, loadKubeConfig } = await import("./lib/kube.ts");
-    const store = new KubeSecretStore(loadKubeConfig(config.kube));
+    // Loaded only now, so --help, --version and flag errors answer at once.
+    const { KubeApi, KubeSecretStore } = await import("./lib/kube.ts");
+    const { loadClusterAccess } = await import("./lib/kubeconfig.ts");
+    const api = new KubeApi(await loadClusterAccess(config.kube), {
+      requestTimeoutMs: config.requestTimeoutMs,
+      budget,
+      concurrency: config.concurrency,
+      pageSize: config.pageSize,
+      onRetry: (what, attempt, delayMs, why) =>
+        log.warn("retrying", { request: what, attempt, "wait-ms": delayMs, why }),
+    });
+    started = true;
     const summary = await runOnce(config, {
-      store,
-      tokens: new EcrTokenSource(),
+      store: new KubeSecretStore(api),
+      tokens: new EcrTokenSource({ requestTimeoutMs: config.requestTimeoutMs, budget }),
       log,
       now: () => new Date(),
+      budget,
     });
     return exitCode(summary);
   } catch (err) {
-    // Only "cannot use the cluster at all" lands here; per-Secret problems
-    // are outcomes, reported by the pipeline.
-    const what = err instanceof KubeApiError ? "cannot use the Kubernetes API" : "cannot start";
-    log.error(what, { error: describeError(err) });
-    return EXIT_CANNOT_START;
+    // One exit path for what the pipeline could not turn into outcomes: the
+    // run could not start (exit 2), or an unexpected failure after it did
+    // (exit 1, the pipeline has reported what it finished).
+    const cannotStart = !started || err instanceof CannotStartError;
+    const what = err instanceof CannotStartError && err.flag
+      ? `${err.flag} was rejected`
+      : err instanceof CannotStartError
+      ? "cannot use the Kubernetes API"
+      : cannotStart
+      ? "cannot start"
+      : "run failed";
+    log.error(what, {
+      // A flag refused by the server: its message says it all, no cause chain.
+      error: err instanceof CannotStartError && err.flag ? err.message : describeError(err),
+      ...(err instanceof KubeEcrError ? {} : { kind: "unexpected" }),
+    });
+    return cannotStart ? EXIT_CANNOT_START : EXIT_FAILED;
   }
 }
 

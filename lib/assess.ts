@@ -28,7 +28,9 @@ export function assess(secret: StoredSecret, opts: AssessOptions): Assessment {
   let presentHosts: Set<string>;
   try {
     registries = parseAnnotation(opts.annotation, secret.annotations[opts.annotation] ?? "");
-    presentHosts = readAuthHosts(secret.dockerConfig);
+    presentHosts = readAuthHosts(
+      secret.dockerConfig && new TextDecoder().decode(secret.dockerConfig),
+    );
   } catch (err) {
     if (err instanceof AnnotationError) {
       return { kind: "invalid", reason: "InvalidAnnotation", message: err.message };

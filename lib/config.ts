@@ -21,10 +21,20 @@ export interface Config {
   excludeNamespaces: string[];
   /** Label selector passed to the API server as-is. */
   selector?: string;
+  /** Only namespaces whose labels match this selector are served. */
+  namespaceSelector?: string;
+  /** Also list every other Secret's metadata to warn about annotated ones of a wrong type. */
+  checkSecretTypes: boolean;
   refreshWindowMs: number;
   force: boolean;
   dryRun: boolean;
   concurrency: number;
+  /** Secrets per list request (the API server's `limit`). */
+  pageSize: number;
+  /** Deadline of one Kubernetes request or ECR call. */
+  requestTimeoutMs: number;
+  /** The whole run's budget. */
+  timeoutMs: number;
   logFormat: "text" | "json";
   logLevel: LogLevel;
   kube: KubeAccess;
@@ -106,6 +116,17 @@ const FLAGS = {
     accepts: "a non-empty Kubernetes label selector",
     parse: nonEmpty,
   }),
+  namespaceSelector: def({
+    name: "namespace-selector",
+    kind: "string",
+    arg: "<selector>",
+    defaultText: "none (every namespace in scope)",
+    help: "Only serve namespaces whose labels match (e.g. kubeecr.deft.com/enabled=true); " +
+      "annotated Secrets elsewhere are left alone and logged as skipped. Needs 'list' on " +
+      "namespaces.",
+    accepts: "a non-empty Kubernetes label selector",
+    parse: nonEmpty,
+  }),
   refreshWindow: def({
     name: "refresh-window",
     kind: "string",
@@ -138,7 +159,46 @@ const FLAGS = {
     default: "4",
     help: "How many Secrets to patch in parallel.",
     accepts: "an integer from 1 to 32",
-    parse: parseConcurrency,
+    parse: (raw) => parseInteger(raw, 1, 32),
+  }),
+  pageSize: def({
+    name: "page-size",
+    kind: "string",
+    arg: "<n>",
+    default: "500",
+    help: "Secrets per list request, as kubectl's --chunk-size; memory holds one page's " +
+      "annotated Secrets at most.",
+    accepts: "an integer from 1 to 5000",
+    parse: (raw) => parseInteger(raw, 1, 5000),
+  }),
+  requestTimeout: def({
+    name: "request-timeout",
+    kind: "string",
+    arg: "<duration>",
+    default: "15s",
+    help: "Deadline of each Kubernetes request and each ECR call, retries apart.",
+    accepts: "a duration from 1s to 5m like 15s or 1m",
+    parse: (raw) => parseBoundedDuration(raw, 1000, 300_000),
+  }),
+  timeout: def({
+    name: "timeout",
+    kind: "string",
+    arg: "<duration>",
+    default: "4m",
+    help: "Budget of the whole run: when it is spent no new work starts, unfinished Secrets " +
+      "are reported as failed and the run exits 1. Keep it below the CronJob's " +
+      "activeDeadlineSeconds.",
+    accepts: "a duration from 5s to 24h like 4m or 90s",
+    parse: (raw) => parseBoundedDuration(raw, 5000, 24 * 3600_000),
+  }),
+  checkSecretTypes: def({
+    name: "check-secret-types",
+    kind: "boolean",
+    default: "false",
+    help: "Diagnostic: also list the metadata of every other Secret to warn about annotated " +
+      "Secrets of the wrong type (the admission policy refuses those up front).",
+    accepts: BOOL_FORM,
+    parse: parseBool,
   }),
   logFormat: def({
     name: "log-format",
@@ -238,6 +298,7 @@ export function parseConfig(args: string[], env: Env, version: string): ParsedAr
     );
   }
   const selector = r.one(FLAGS.selector);
+  const namespaceSelector = r.one(FLAGS.namespaceSelector);
   return {
     kind: "run",
     config: {
@@ -246,10 +307,15 @@ export function parseConfig(args: string[], env: Env, version: string): ParsedAr
       excludeNamespaces,
       // Omitted rather than `undefined`, so configs compare and print cleanly.
       ...(selector === undefined ? {} : { selector }),
+      ...(namespaceSelector === undefined ? {} : { namespaceSelector }),
+      checkSecretTypes: r.one(FLAGS.checkSecretTypes)!,
       refreshWindowMs: r.one(FLAGS.refreshWindow)!,
       force: r.one(FLAGS.force)!,
       dryRun: r.one(FLAGS.dryRun)!,
       concurrency: r.one(FLAGS.concurrency)!,
+      pageSize: r.one(FLAGS.pageSize)!,
+      requestTimeoutMs: r.one(FLAGS.requestTimeout)!,
+      timeoutMs: r.one(FLAGS.timeout)!,
       logFormat: r.one(FLAGS.logFormat)!,
       logLevel: r.one(FLAGS.logLevel)!,
       kube: resolveKube(r.one(FLAGS.kubeconfig), r.one(FLAGS.context), r, env),
@@ -485,16 +551,23 @@ function parseRefreshWindow(raw: string): number {
   return ms;
 }
 
+function parseBoundedDuration(raw: string, minMs: number, maxMs: number): number {
+  const ms = parseDuration(raw);
+  if (ms === undefined) throw new Invalid("is not a duration");
+  if (ms < minMs || ms > maxMs) throw new Invalid("is out of range");
+  return ms;
+}
+
 function parseBool(raw: string): boolean {
   if (raw === "true" || raw === "1") return true;
   if (raw === "false" || raw === "0") return false;
   throw new Invalid("is not a boolean");
 }
 
-function parseConcurrency(raw: string): number {
+function parseInteger(raw: string, min: number, max: number): number {
   if (!/^[0-9]+$/.test(raw)) throw new Invalid("is not an integer");
   const n = Number(raw);
-  if (n < 1 || n > 32) throw new Invalid("is out of range");
+  if (n < min || n > max) throw new Invalid("is out of range");
   return n;
 }
 
@@ -544,10 +617,16 @@ else $HOME/.kube/config.
 AWS credentials: the AWS SDK default chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
 web identity / IRSA, EKS Pod Identity, instance profile, shared config and profiles).
 
+Deadlines and retries: each Kubernetes request and ECR call has --request-timeout;
+connection failures, timeouts, HTTP 429 (Retry-After honoured) and 500/502/503/504
+are retried up to 4 attempts in all, with capped backoff. When --timeout is spent,
+unfinished Secrets are reported as failed and the run exits 1.
+
 Exit codes:
   0  every Secret that was due was refreshed, or none was due
-  1  at least one Secret or region failed (the others were still processed)
-  2  the run could not start: bad flags or environment, no cluster access,
-     no AWS credentials
+  1  at least one Secret, region or namespace failed, or --timeout ran out
+     (everything else was still processed and reported)
+  2  the run could not start: bad flags or environment, no cluster access
+     (first contact failed, --selector rejected), no AWS credentials at all
 `;
 }

@@ -1,8 +1,8 @@
-// Stage 1, discover: the annotated Secrets in scope, read page by page.
-// Only kubernetes.io/dockerconfigjson Secrets are read whole; for the other
-// types only metadata is listed, to warn about annotated ones.
+// Stage 1, discover: the annotated dockerconfigjson Secrets in scope, page by
+// page, as they arrive. One paginated list per scope (cluster-wide, or one per
+// --namespace); with --namespace-selector, one namespace list first.
 
-import { describeError } from "./errors.ts";
+import { BudgetError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { KubeApiError, type ListScope, type SecretStore, type StoredSecret } from "./store.ts";
 
@@ -11,58 +11,159 @@ export interface DiscoverOptions {
   namespaces: string[];
   excludeNamespaces: string[];
   selector?: string;
+  namespaceSelector?: string;
 }
 
-export interface Discovery {
-  /** Annotated dockerconfigjson Secrets. */
-  candidates: StoredSecret[];
-  /** Annotated Secrets of any other type. */
-  wrongType: Omit<StoredSecret, "dockerConfig">[];
-  /** Namespaces that could not be listed (403): a failure, the rest goes on. */
-  failedScopes: KubeApiError[];
-}
+export type Found =
+  | { kind: "secret"; secret: StoredSecret }
+  /** Annotated, in a namespace that --namespace-selector does not select: left alone. */
+  | { kind: "not-selected"; secret: StoredSecret }
+  /** A namespace that could not be listed (403): a failure, the rest goes on. */
+  | { kind: "scope-failed"; error: KubeApiError };
 
 /**
- * Throws KubeApiError when the cluster cannot be used at all (no answer, 401,
- * or a cluster-wide list refused): the run could not start.
+ * The cluster could not be used at all (no answer, 401, a cluster-wide list
+ * refused, a selector the server rejects) before any Secret was seen: the run
+ * could not start.
  */
-export async function discover(
+export class DiscoveryError extends Error {
+  /** The flag at fault, when the server refused a value the user gave. */
+  readonly flag?: string;
+  constructor(readonly error: KubeApiError, blame?: { flag: string; message: string }) {
+    super(blame?.message ?? error.message, { cause: error });
+    this.flag = blame?.flag;
+  }
+}
+
+export async function* discover(
   store: SecretStore,
   opts: DiscoverOptions,
   log: Logger,
-): Promise<Discovery> {
+): AsyncGenerator<Found[]> {
   const excluded = new Set(opts.excludeNamespaces);
-  const annotated = <T extends StoredSecret | Omit<StoredSecret, "dockerConfig">>(s: T) =>
-    opts.annotation in s.annotations && !excluded.has(s.namespace);
-  // One scope per namespace given, so a namespaced Role is enough; else one
-  // cluster-wide scope.
-  const scopes: ListScope[] = opts.namespaces.length
-    ? opts.namespaces.map((namespace) => ({ namespace, labelSelector: opts.selector }))
-    : [{ labelSelector: opts.selector }];
-
-  const found: Discovery = { candidates: [], wrongType: [], failedScopes: [] };
-  for (const scope of scopes) {
+  let selected: Set<string> | undefined;
+  if (opts.namespaceSelector !== undefined) {
     try {
-      for await (const page of store.listDockerConfigSecrets(scope)) {
-        found.candidates.push(...page.filter(annotated));
+      selected = await store.listNamespaces(opts.namespaceSelector);
+    } catch (err) {
+      if (err instanceof KubeApiError) throw new DiscoveryError(err);
+      throw err;
+    }
+    log.debug("namespaces selected", { count: selected.size });
+  }
+  let first = true;
+  for (const scope of scopesOf(opts)) {
+    let found = 0;
+    try {
+      for await (const page of pagesOnce(store, scope, opts.annotation, log)) {
+        first = false;
+        found += page.length;
+        yield page.filter((s) => !excluded.has(s.namespace)).map((secret): Found =>
+          selected && !selected.has(secret.namespace)
+            ? { kind: "not-selected", secret }
+            : { kind: "secret", secret }
+        );
       }
     } catch (err) {
-      if (!(err instanceof KubeApiError) || err.isAccessProblem || !scope.namespace) throw err;
-      log.error("cannot list secrets", { namespace: scope.namespace, error: err.message });
-      found.failedScopes.push(err);
+      if (!(err instanceof KubeApiError)) throw err;
+      // Nothing seen yet and the cluster refuses us as a whole: cannot start.
+      if (first && err.status === 400 && opts.selector !== undefined) {
+        throw new DiscoveryError(err, {
+          flag: "--selector",
+          message: `--selector ${JSON.stringify(opts.selector)} was rejected by the API server: ` +
+            `${err.serverMessage ?? err.message}; see ` +
+            "https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors",
+        });
+      }
+      if (first && (err.isAccessProblem || !scope.namespace || err.status === 400)) {
+        throw new DiscoveryError(err);
+      }
+      log.error("cannot list secrets", { namespace: scope.namespace ?? "*", error: err.message });
+      yield [{ kind: "scope-failed", error: err }];
       continue;
     }
+    first = false;
+    if (scope.namespace && found === 0) await warnIfMissing(store, scope.namespace, log);
+  }
+}
+
+/**
+ * The scope's pages, each Secret once. A continue token can expire (HTTP 410)
+ * during a long listing; the listing then starts over once, skipping the
+ * Secrets already handed out.
+ */
+async function* pagesOnce(
+  store: SecretStore,
+  scope: ListScope,
+  annotation: string,
+  log: Logger,
+): AsyncGenerator<StoredSecret[]> {
+  const seen = new Set<string>();
+  for (let restarted = false;; restarted = true) {
+    let cont: string | undefined;
     try {
-      for await (const page of store.listOtherSecretMetadata(scope)) {
-        found.wrongType.push(...page.filter(annotated));
+      for await (const page of store.listAnnotatedDockerConfigSecrets(scope, annotation)) {
+        cont = page.continue;
+        const unseen = page.secrets.filter((s) => !seen.has(s.uid));
+        for (const s of unseen) seen.add(s.uid);
+        yield unseen;
       }
+      return;
     } catch (err) {
-      // Only a warning check: its failure must not hide the real work.
-      log.warn("cannot check for annotated secrets of the wrong type", {
+      const expired = err instanceof KubeApiError && err.status === 410 && cont !== undefined;
+      if (!expired || restarted || err instanceof BudgetError) throw err;
+      log.warn("the list's continue token expired; listing again from the start", {
         namespace: scope.namespace ?? "*",
-        error: describeError(err),
+        "already-seen": seen.size,
       });
     }
   }
-  return found;
+}
+
+/** An empty --namespace is worth a warning when it does not exist (a typo). */
+async function warnIfMissing(store: SecretStore, namespace: string, log: Logger) {
+  try {
+    if (await store.namespaceExists(namespace) === false) {
+      log.warn("namespace does not exist", {
+        namespace,
+        fix: "check the name given to --namespace (KUBEECR_NAMESPACE)",
+      });
+    }
+  } catch {
+    // Only a hint: a failure to tell says nothing about the Secrets.
+  }
+}
+
+/**
+ * The --check-secret-types diagnostic: annotated Secrets of any other type.
+ * It lists the metadata of every other Secret in scope (Helm releases
+ * included), which is why it is off by default; the admission policy refuses
+ * such Secrets up front.
+ */
+export async function* wrongTypeSecrets(
+  store: SecretStore,
+  opts: DiscoverOptions,
+  log: Logger,
+): AsyncGenerator<Omit<StoredSecret, "dockerConfig">[]> {
+  const excluded = new Set(opts.excludeNamespaces);
+  for (const scope of scopesOf(opts)) {
+    try {
+      for await (const page of store.listAnnotatedOtherSecrets(scope, opts.annotation)) {
+        yield page.filter((s) => !excluded.has(s.namespace));
+      }
+    } catch (err) {
+      if (err instanceof BudgetError) throw err;
+      log.warn("cannot check for annotated secrets of the wrong type", {
+        namespace: scope.namespace ?? "*",
+        error: err instanceof Error ? err.message : String(err),
+      });
+    }
+  }
+}
+
+/** One scope per namespace given, so a namespaced Role is enough; else one cluster-wide. */
+function scopesOf(opts: DiscoverOptions): ListScope[] {
+  return opts.namespaces.length
+    ? opts.namespaces.map((namespace) => ({ namespace, labelSelector: opts.selector }))
+    : [{ labelSelector: opts.selector }];
 }

@@ -43,7 +43,20 @@ export function passwordOf(authorizationToken: string): string | undefined {
   return colon > 0 && decoded.length > colon + 1 ? decoded.slice(colon + 1) : undefined;
 }
 
+export interface EcrOptions {
+  /** Deadline of one GetAuthorizationToken call, the SDK's own retries included. */
+  requestTimeoutMs: number;
+  /** Aborts when the run's budget is spent. */
+  budget: AbortSignal;
+}
+
 export class EcrTokenSource implements TokenSource {
+  readonly #opts: EcrOptions;
+
+  constructor(opts: EcrOptions) {
+    this.#opts = opts;
+  }
+
   async fetch(region: string): Promise<RegistryToken> {
     // The SDK's default chain supplies credentials (env keys, web identity,
     // pod identity, instance profile, profiles) and honours
@@ -53,8 +66,10 @@ export class EcrTokenSource implements TokenSource {
     // MiB before this import was deferred).
     const { ECRClient, GetAuthorizationTokenCommand } = await import("@aws-sdk/client-ecr");
     const client = new ECRClient({ region, maxAttempts: 3 });
+    const deadline = AbortSignal.timeout(this.#opts.requestTimeoutMs);
+    const abortSignal = AbortSignal.any([this.#opts.budget, deadline]);
     try {
-      const out = await client.send(new GetAuthorizationTokenCommand({}));
+      const out = await client.send(new GetAuthorizationTokenCommand({}), { abortSignal });
       const data = out.authorizationData?.[0];
       const password = data?.authorizationToken ? passwordOf(data.authorizationToken) : undefined;
       if (!password || !data?.expiresAt) {
@@ -68,6 +83,17 @@ export class EcrTokenSource implements TokenSource {
       return { password, expiresAt: data.expiresAt };
     } catch (err) {
       if (err instanceof TokenError) throw err;
+      if (abortSignal.aborted) {
+        const why = this.#opts.budget.aborted
+          ? "the run's --timeout ran out"
+          : `no answer within --request-timeout ${this.#opts.requestTimeoutMs / 1000}s`;
+        throw new TokenError(
+          region,
+          "Timeout",
+          false,
+          `ECR GetAuthorizationToken in ${region}: ${why}`,
+        );
+      }
       const code = errorCode(err);
       throw new TokenError(
         region,

@@ -46,6 +46,13 @@ export class AnnotationError extends KubeEcrError {
  */
 export class DockerConfigError extends KubeEcrError {}
 
+/**
+ * The run's budget (--timeout) is spent: no new request starts. Raised
+ * instead of the abort of whatever request was in flight, so every Secret
+ * left says why it was not finished.
+ */
+export class BudgetError extends KubeEcrError {}
+
 // --- room for I/O errors (KubeApiError, ...) owned by the I/O modules ---
 
 /** Identifies a Secret in logs, events and errors. */

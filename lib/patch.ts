@@ -43,7 +43,12 @@ export async function writeSecret(
     for (let attempt = 1; attempt <= opts.maxAttempts; attempt++) {
       const result = await store.patch(ref, {
         resourceVersion: current.resourceVersion,
-        dockerConfig: mergeDockerConfig(current.dockerConfig, creds),
+        dockerConfig: new TextEncoder().encode(
+          mergeDockerConfig(
+            current.dockerConfig && new TextDecoder().decode(current.dockerConfig),
+            creds,
+          ),
+        ),
         annotations: { [REFRESHED_AT]: formatTime(opts.now), [EXPIRES_AT]: formatTime(expiresAt) },
       }, { dryRun: opts.dryRun });
       if (result === "patched") return { kind: "refreshed", secret: ref, hosts, expiresAt };

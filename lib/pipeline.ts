@@ -1,22 +1,28 @@
-// One run: discover → token → patch → report. Everything it touches comes in
-// through Deps, so tests can give it the real servers or small doubles.
+// One run: discover → token → patch → report, as a pipeline rather than four
+// barriers. Pages are assessed as they arrive; each due Secret waits only for
+// its own regions' tokens; each outcome is logged (and its event recorded) as
+// soon as it is known. Everything it touches comes in through Deps, so tests
+// can give it the real servers or small doubles.
 
 import type { Config } from "./config.ts";
-import { discover } from "./discover.ts";
+import { discover, DiscoveryError, type Found, wrongTypeSecrets } from "./discover.ts";
 import { assess } from "./assess.ts";
 import type { Registry } from "./annotation.ts";
 import type { TokenSource } from "./ecr.ts";
+import { BudgetError, describeError, KubeEcrError, refString } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { type Outcome, writeSecret } from "./patch.ts";
-import { logSummary, reportOutcome, summarize, type Summary } from "./report.ts";
+import { logSummary, reportOutcome, type Summary, Tally } from "./report.ts";
 import type { SecretStore, StoredSecret } from "./store.ts";
-import { fetchTokens } from "./token.ts";
+import { RegionTokens } from "./token.ts";
 
 export interface Deps {
   store: SecretStore;
   tokens: TokenSource;
   log: Logger;
   now: () => Date;
+  /** Aborts when the run's budget (--timeout) is spent. */
+  budget: AbortSignal;
 }
 
 export type RunOptions = Pick<
@@ -25,126 +31,247 @@ export type RunOptions = Pick<
   | "namespaces"
   | "excludeNamespaces"
   | "selector"
+  | "namespaceSelector"
   | "refreshWindowMs"
   | "force"
   | "dryRun"
   | "concurrency"
+  | "timeoutMs"
+  | "checkSecretTypes"
 >;
 
 /** Writes attempted per Secret when it keeps changing under us (409). */
 const MAX_WRITE_ATTEMPTS = 3;
 
-interface Due {
-  secret: StoredSecret;
-  registries: Registry[];
-}
+/** Due Secrets queued at most before discovery waits for the writers. */
+const QUEUE_LIMIT = 500;
 
 const WRONG_TYPE_MESSAGE = (annotation: string) =>
   `this Secret has the annotation ${annotation} but is not of type kubernetes.io/dockerconfigjson, ` +
   "so no registry credentials can be written into it; recreate it with " +
   "'kubectl create secret docker-registry' (or type: kubernetes.io/dockerconfigjson), or remove the annotation";
 
-/** Runs the pipeline once. Throws KubeApiError when the cluster cannot be used at all. */
+/** The run could not start: nothing was looked at (exit code 2). */
+export class CannotStartError extends KubeEcrError {
+  constructor(message: string, options?: ErrorOptions & { flag?: string }) {
+    super(message, options);
+    this.flag = options?.flag;
+  }
+  /** The flag whose value the cluster refused, e.g. "--selector". */
+  readonly flag: string | undefined;
+}
+
+/**
+ * Runs the pipeline once. Throws CannotStartError when the cluster cannot be
+ * used at all; every other failure is an outcome in the summary.
+ */
 export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
   const { store, log } = deps;
   const now = deps.now();
-  const found = await discover(store, opts, log);
+  const tally = new Tally();
+  const tokens = new RegionTokens(deps.tokens, log);
+  const outOfTime = () =>
+    `the run's --timeout of ${opts.timeoutMs / 1000}s ran out before this Secret was done; ` +
+    "the next run will finish it (raise --timeout if this repeats)";
 
-  const outcomes: { outcome: Outcome; uid: string }[] = [];
-  const record = (outcome: Outcome, uid: string) => outcomes.push({ outcome, uid });
+  const report = async (outcome: Outcome, uid: string) => {
+    tally.add(outcome);
+    await reportOutcome(outcome, uid, store, log, opts.dryRun || deps.budget.aborted);
+  };
 
-  for (const s of found.wrongType) {
-    record({
-      kind: "failed",
-      secret: s,
-      reason: "InvalidSecretType",
-      message: WRONG_TYPE_MESSAGE(opts.annotation),
-    }, s.uid);
-  }
-
-  const due: Due[] = [];
-  for (const secret of found.candidates) {
-    const a = assess(secret, {
-      annotation: opts.annotation,
-      now,
-      refreshWindowMs: opts.refreshWindowMs,
-      force: opts.force,
-    });
-    if (a.kind === "invalid") {
-      record({ kind: "failed", secret, reason: a.reason, message: a.message }, secret.uid);
-    } else if (a.kind === "fresh") {
-      record({
-        kind: "fresh",
-        secret,
-        hosts: a.registries.map((r) => r.host),
-        expiresAt: a.expiresAt,
-      }, secret.uid);
-    } else {
-      log.debug("due", { secret: `${secret.namespace}/${secret.name}`, why: a.why });
-      due.push({ secret, registries: a.registries });
+  const refresh = async (secret: StoredSecret, registries: Registry[]): Promise<Outcome> => {
+    const ref = { namespace: secret.namespace, name: secret.name };
+    const got = await tokens.forRegions(registries.map((r) => r.region));
+    if (deps.budget.aborted) {
+      return { kind: "failed", secret: ref, reason: "RefreshFailed", message: outOfTime() };
     }
-  }
-
-  // Stage 2: one call per region that has something due.
-  const { tokens, failures, calls } = await fetchTokens(
-    due.flatMap((d) => d.registries.map((r) => r.region)),
-    deps.tokens,
-    log,
-  );
-
-  // Stage 3: bounded parallel writes.
-  await forEachLimited(due, opts.concurrency, async ({ secret, registries }) => {
+    if (!Array.isArray(got)) {
+      return { kind: "failed", secret: ref, reason: "RefreshFailed", message: got.message };
+    }
     // Every registry of the Secret or none: a half-written Secret would carry
     // an expires-at that is true for only some of its registries.
-    const failure = registries.map((r) => failures.get(r.region)).find(Boolean);
-    if (failure) {
-      record(
-        { kind: "failed", secret, reason: "RefreshFailed", message: failure.message },
-        secret.uid,
-      );
-      return;
-    }
-    const creds = registries.map((r) => ({ host: r.host, ...tokens.get(r.region)! }));
+    const creds = registries.map((r, i) => ({ host: r.host, ...got[i] }));
     // The Secret is as good as its first-expiring token.
     const expiresAt = new Date(Math.min(...creds.map((c) => c.expiresAt.getTime())));
-    const outcome = await writeSecret(store, secret, registries, creds, expiresAt, {
+    return await writeSecret(store, secret, registries, creds, expiresAt, {
       annotation: opts.annotation,
       dryRun: opts.dryRun,
       now,
       maxAttempts: MAX_WRITE_ATTEMPTS,
     });
-    record(outcome, secret.uid);
-  });
+  };
 
-  // Stage 4: report, in a stable order so runs can be compared line by line.
-  outcomes.sort((a, b) =>
-    a.outcome.secret.namespace.localeCompare(b.outcome.secret.namespace) ||
-    a.outcome.secret.name.localeCompare(b.outcome.secret.name)
-  );
-  await forEachLimited(
-    outcomes,
-    opts.concurrency,
-    ({ outcome, uid }) => reportOutcome(outcome, uid, store, log, opts.dryRun),
-  );
-  const tokenFailures = [...failures.values()];
-  const summary = summarize(outcomes.map((o) => o.outcome), {
-    failedNamespaces: found.failedScopes.length,
-    ecrCalls: calls,
-    noCredentials: tokenFailures.length > 0 && tokenFailures.every((t) => t.noCredentials),
+  // A task never throws: whatever goes wrong is that Secret's outcome.
+  const settle = async (secret: StoredSecret, work: () => Promise<Outcome>) => {
+    const ref = { namespace: secret.namespace, name: secret.name };
+    let outcome: Outcome;
+    try {
+      outcome = await work();
+    } catch (err) {
+      const message = err instanceof BudgetError
+        ? outOfTime()
+        : `unexpected failure: ${describeError(err)}`;
+      if (!(err instanceof BudgetError)) {
+        log.error("unexpected failure", { secret: refString(ref), error: describeError(err) });
+      }
+      outcome = { kind: "failed", secret: ref, reason: "RefreshFailed", message };
+    }
+    await report(outcome, secret.uid);
+  };
+
+  const writers = new Workers(opts.concurrency, QUEUE_LIMIT);
+  const handle = async (found: Found) => {
+    if (found.kind === "scope-failed") {
+      tally.failedNamespaces++;
+      return;
+    }
+    const { secret } = found;
+    const name = refString(secret);
+    if (found.kind === "not-selected") {
+      // No event: the namespace has not opted in, so KubeECR writes nothing there.
+      await report({
+        kind: "skipped",
+        secret: { namespace: secret.namespace, name: secret.name },
+        why: `its namespace is not selected by --namespace-selector ${opts.namespaceSelector}`,
+      }, secret.uid);
+      return;
+    }
+    const a = await assess(secret, {
+      annotation: opts.annotation,
+      now,
+      refreshWindowMs: opts.refreshWindowMs,
+      force: opts.force,
+    });
+    if (a.kind === "fresh") {
+      await report({
+        kind: "fresh",
+        secret: { namespace: secret.namespace, name: secret.name },
+        hosts: a.registries.map((r) => r.host),
+        expiresAt: a.expiresAt,
+      }, secret.uid);
+    } else if (a.kind === "invalid") {
+      const outcome: Outcome = {
+        kind: "failed",
+        secret: { namespace: secret.namespace, name: secret.name },
+        reason: a.reason,
+        message: a.message,
+      };
+      // Its event is a request: a writer records it, so discovery never waits on it.
+      await writers.push(() => settle(secret, () => Promise.resolve(outcome)));
+    } else {
+      log.debug("due", { secret: name, why: a.why });
+      await writers.push(() => settle(secret, () => refresh(secret, a.registries)));
+    }
+  };
+
+  // Discovery ends in one of three ways: every page read; stopped by the
+  // budget or a failure after the cluster answered (exit 1, what was found is
+  // still finished); or stopped before the cluster answered at all (exit 2).
+  let pages = 0;
+  let stopped: unknown;
+  try {
+    for await (const page of discover(store, opts, log)) {
+      pages++;
+      for (const found of page) await handle(found);
+      if (deps.budget.aborted) throw new BudgetError("discovery");
+    }
+    if (opts.checkSecretTypes) {
+      for await (const page of wrongTypeSecrets(store, opts, log)) {
+        for (const secret of page) {
+          const outcome: Outcome = {
+            kind: "failed",
+            secret: { namespace: secret.namespace, name: secret.name },
+            reason: "InvalidSecretType",
+            message: WRONG_TYPE_MESSAGE(opts.annotation),
+          };
+          await writers.push(() => report(outcome, secret.uid));
+        }
+      }
+    }
+  } catch (err) {
+    // Not one page came back: nothing was attempted, whatever the reason.
+    if (pages === 0) {
+      throw new CannotStartError(
+        err instanceof BudgetError
+          ? `the Kubernetes API did not answer within the run's --timeout of ${
+            opts.timeoutMs / 1000
+          }s`
+          : err instanceof Error
+          ? err.message
+          : String(err),
+        {
+          cause: err instanceof DiscoveryError ? err.error : err,
+          flag: err instanceof DiscoveryError ? err.flag : undefined,
+        },
+      );
+    }
+    stopped = err;
+    log.error("discovery stopped", {
+      error: err instanceof BudgetError
+        ? `the run's --timeout of ${opts.timeoutMs / 1000}s ran out; Secrets not listed by then ` +
+          "were not looked at, the next run will"
+        : describeError(err),
+    });
+  }
+  await writers.drain();
+  const summary = tally.summary({
+    ecrCalls: tokens.calls,
+    incomplete: stopped !== undefined,
+    noCredentials: tokens.failures.length > 0 && tokens.failures.every((t) => t.noCredentials),
   });
   logSummary(summary, log, opts.dryRun);
   return summary;
 }
 
-/** Runs `fn` over `items` with at most `limit` calls in flight. */
-async function forEachLimited<T>(
-  items: T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+/**
+ * At most `limit` tasks at once, and at most `queueLimit` waiting: push()
+ * waits for room, so discovery never runs far ahead of the writers and memory
+ * stays bounded whatever the number of Secrets.
+ */
+class Workers {
+  readonly #limit: number;
+  readonly #queueLimit: number;
+  readonly #queue: (() => Promise<void>)[] = [];
+  #running = 0;
+  #room?: () => void;
+  #idle?: () => void;
+  started = 0;
+
+  constructor(limit: number, queueLimit: number) {
+    this.#limit = limit;
+    this.#queueLimit = queueLimit;
+  }
+
+  async push(task: () => Promise<void>): Promise<void> {
+    this.#queue.push(task);
+    this.#pump();
+    if (this.#queue.length >= this.#queueLimit) {
+      await new Promise<void>((resolve) => this.#room = resolve);
+    }
+  }
+
+  drain(): Promise<void> {
+    if (this.#running === 0 && this.#queue.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#idle = resolve);
+  }
+
+  #pump(): void {
+    while (this.#running < this.#limit && this.#queue.length > 0) {
+      const task = this.#queue.shift()!;
+      this.#running++;
+      this.started++;
+      task().finally(() => {
+        this.#running--;
+        if (this.#queue.length < this.#queueLimit) {
+          this.#room?.();
+          this.#room = undefined;
+        }
+        this.#pump();
+        if (this.#running === 0 && this.#queue.length === 0) {
+          this.#idle?.();
+          this.#idle = undefined;
+        }
+      });
+    }
+  }
 }

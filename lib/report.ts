@@ -16,6 +16,8 @@ export interface Summary {
   /** Namespaces that could not be listed. */
   failedNamespaces: number;
   ecrCalls: number;
+  /** Discovery did not get through every page (budget spent, list failed midway). */
+  incomplete: boolean;
   /** True when the only failures are "no AWS credentials at all" (exit 2). */
   noCredentials: boolean;
 }
@@ -25,23 +27,37 @@ export const EXIT_FAILED = 1;
 export const EXIT_CANNOT_START = 2;
 
 export function exitCode(s: Summary): number {
-  if (s.noCredentials) return EXIT_CANNOT_START;
-  return s.failed > 0 || s.failedNamespaces > 0 ? EXIT_FAILED : EXIT_OK;
+  if (s.noCredentials && s.refreshed === 0) return EXIT_CANNOT_START;
+  return s.failed > 0 || s.failedNamespaces > 0 || s.incomplete ? EXIT_FAILED : EXIT_OK;
 }
 
-export function summarize(
-  outcomes: Outcome[],
-  extra: { failedNamespaces: number; ecrCalls: number; noCredentials: boolean },
-): Summary {
-  const count = (kind: Outcome["kind"]) => outcomes.filter((o) => o.kind === kind).length;
-  return {
-    discovered: outcomes.length,
-    refreshed: count("refreshed"),
-    fresh: count("fresh"),
-    skipped: count("skipped"),
-    failed: count("failed"),
-    ...extra,
+/** Counts outcomes as they are reported. */
+export class Tally {
+  readonly #counts: Record<Outcome["kind"], number> = {
+    refreshed: 0,
+    fresh: 0,
+    skipped: 0,
+    failed: 0,
   };
+  failedNamespaces = 0;
+
+  add(o: Outcome): void {
+    this.#counts[o.kind]++;
+  }
+
+  /** Secrets with an outcome so far. */
+  get looked(): number {
+    return Object.values(this.#counts).reduce((a, b) => a + b, 0);
+  }
+
+  summary(extra: { ecrCalls: number; incomplete: boolean; noCredentials: boolean }): Summary {
+    return {
+      discovered: this.looked,
+      ...this.#counts,
+      failedNamespaces: this.failedNamespaces,
+      ...extra,
+    };
+  }
 }
 
 /** Logs the outcome's line and records its event (none for fresh, skipped or dry-run). */
@@ -98,6 +114,7 @@ export function logSummary(s: Summary, log: Logger, dryRun: boolean): void {
     failed: s.failed,
     "failed-namespaces": s.failedNamespaces,
     "ecr-calls": s.ecrCalls,
+    ...(s.incomplete ? { incomplete: true } : {}),
     "dry-run": dryRun,
     "exit-code": exitCode(s),
   };

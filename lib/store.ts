@@ -1,5 +1,5 @@
 // The narrow interfaces the pipeline needs from Kubernetes. lib/kube.ts
-// implements them with client-node; unit tests pass small in-memory doubles.
+// implements them over HTTP; unit tests pass small in-memory doubles.
 
 import { KubeEcrError, refString, type SecretRef } from "./errors.ts";
 
@@ -8,17 +8,19 @@ export interface StoredSecret extends SecretRef {
   uid: string;
   resourceVersion: string;
   type: string;
+  /** Only the marker annotation and kubeecr's own (kubectl's last-applied copy is dropped). */
   annotations: Record<string, string>;
-  /** `.dockerconfigjson`, base64-decoded; undefined when the key is absent. */
-  dockerConfig?: string;
+  /** `.dockerconfigjson` as stored: base64-decoded bytes; undefined when the key is absent. */
+  dockerConfig?: Uint8Array;
 }
 
 /** What a write changes: the docker config and kubeecr's own annotations, nothing else. */
 export interface SecretUpdate {
   /** The resourceVersion read; the server refuses the write (409) if it moved on. */
   resourceVersion: string;
-  dockerConfig: string;
-  annotations: Record<string, string>;
+  dockerConfig: Uint8Array;
+  /** null removes the annotation (JSON merge patch). */
+  annotations: Record<string, string | null>;
 }
 
 export type PatchResult = "patched" | "conflict" | "gone";
@@ -31,7 +33,7 @@ export interface ListScope {
 
 export type EventType = "Normal" | "Warning";
 
-/** Reasons of the events KubeECR records, as `kubectl describe secret` shows them. */
+/** Reasons of the events KubeECR records, as `kubectl events --for secret/<name>` shows them. */
 export type EventReason =
   | "Refreshed"
   | "InvalidAnnotation"
@@ -39,27 +41,48 @@ export type EventReason =
   | "InvalidSecretType"
   | "RefreshFailed";
 
+export interface SecretEvent {
+  type: EventType;
+  reason: EventReason;
+  message: string;
+}
+
 export interface SecretStore {
-  /** Secrets of type kubernetes.io/dockerconfigjson, page by page. */
-  listDockerConfigSecrets(scope: ListScope): AsyncIterable<StoredSecret[]>;
   /**
-   * Metadata (annotations, no data) of every Secret of any other type, page
-   * by page: how annotated Secrets of the wrong type are found without
-   * downloading the large Secrets (Helm releases) of the cluster.
+   * Secrets of type kubernetes.io/dockerconfigjson that carry `annotation`,
+   * page by page; the others are dropped unread. A page after the first may
+   * throw KubeApiError 410 when the continue token expired.
    */
-  listOtherSecretMetadata(scope: ListScope): AsyncIterable<Omit<StoredSecret, "dockerConfig">[]>;
+  listAnnotatedDockerConfigSecrets(
+    scope: ListScope,
+    annotation: string,
+    from?: string,
+  ): AsyncIterable<{ secrets: StoredSecret[]; continue?: string }>;
+  /**
+   * Metadata (annotations, no data) of annotated Secrets of any other type:
+   * the --check-secret-types diagnostic. Lists every other Secret's metadata.
+   */
+  listAnnotatedOtherSecrets(
+    scope: ListScope,
+    annotation: string,
+  ): AsyncIterable<Omit<StoredSecret, "dockerConfig">[]>;
+  /** Names of the namespaces whose labels match. */
+  listNamespaces(labelSelector: string): Promise<Set<string>>;
+  /** false when the namespace does not exist; undefined when that cannot be told (403). */
+  namespaceExists(name: string): Promise<boolean | undefined>;
   /** The Secret as it is now; undefined when it no longer exists. */
   get(ref: SecretRef): Promise<StoredSecret | undefined>;
   patch(ref: SecretRef, update: SecretUpdate, opts: { dryRun: boolean }): Promise<PatchResult>;
-  recordEvent(
-    secret: SecretRef & { uid: string },
-    event: { type: EventType; reason: EventReason; message: string },
-  ): Promise<void>;
+  /**
+   * Records the event, or counts it again on the existing one when the same
+   * Secret got the same reason and message before (client-go's aggregation).
+   */
+  recordEvent(secret: SecretRef & { uid: string }, event: SecretEvent): Promise<void>;
 }
 
 /**
  * A Kubernetes API call failed. `status` is the HTTP status (undefined when no
- * answer came: connection refused, TLS, DNS); callers branch on it.
+ * answer came: connection refused, TLS, DNS, timeout); callers branch on it.
  */
 export class KubeApiError extends KubeEcrError {
   constructor(
@@ -67,10 +90,19 @@ export class KubeApiError extends KubeEcrError {
     readonly status: number | undefined,
     readonly target: SecretRef | { namespace?: string },
     message: string,
-    options?: ErrorOptions,
+    options?: ErrorOptions & {
+      /** The Status reason, e.g. "NotFound", "Expired", "BadRequest". */
+      reason?: string;
+      /** The Status message, as the server wrote it. */
+      serverMessage?: string;
+    },
   ) {
     super(message, options);
+    this.reason = options?.reason;
+    this.serverMessage = options?.serverMessage;
   }
+  readonly reason: string | undefined;
+  readonly serverMessage: string | undefined;
 
   /** No answer, or an answer saying the identity is not accepted at all. */
   get isAccessProblem(): boolean {

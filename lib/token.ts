@@ -1,39 +1,61 @@
-// Stage 2, token: one GetAuthorizationToken per region that has a due
-// Secret, none for the others. Every credential is registered with the
-// logger before anything else can see it.
+// Stage 2, token: one GetAuthorizationToken per region, started when the
+// region's first due Secret needs it and shared by every later one. A slow
+// or failing region delays and fails only its own Secrets. Every credential
+// is registered with the logger before anything else can see it.
 
 import { type RegistryToken, TokenError, type TokenSource } from "./ecr.ts";
 import { describeError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 
-export interface RegionTokens {
-  tokens: Map<string, RegistryToken>;
-  failures: Map<string, TokenError>;
-  /** GetAuthorizationToken calls made: one per region asked for. */
-  calls: number;
-}
+export class RegionTokens {
+  readonly #source: TokenSource;
+  readonly #log: Logger;
+  readonly #pending = new Map<string, Promise<RegistryToken | TokenError>>();
+  readonly failures: TokenError[] = [];
 
-export async function fetchTokens(
-  regions: string[],
-  source: TokenSource,
-  log: Logger,
-): Promise<RegionTokens> {
-  const unique = [...new Set(regions)].sort();
-  const result: RegionTokens = { tokens: new Map(), failures: new Map(), calls: unique.length };
-  await Promise.all(unique.map(async (region) => {
+  constructor(source: TokenSource, log: Logger) {
+    this.#source = source;
+    this.#log = log;
+  }
+
+  /** GetAuthorizationToken calls made: one per region asked for. */
+  get calls(): number {
+    return this.#pending.size;
+  }
+
+  /** The token of each region, in order, or the first region's failure. */
+  async forRegions(regions: string[]): Promise<RegistryToken[] | TokenError> {
+    const results = await Promise.all(regions.map((r) => this.#forRegion(r)));
+    return results.find((r) => r instanceof TokenError) ?? (results as RegistryToken[]);
+  }
+
+  #forRegion(region: string): Promise<RegistryToken | TokenError> {
+    let pending = this.#pending.get(region);
+    if (!pending) {
+      pending = this.#fetch(region);
+      this.#pending.set(region, pending);
+    }
+    return pending;
+  }
+
+  async #fetch(region: string): Promise<RegistryToken | TokenError> {
     try {
-      const token = await source.fetch(region);
-      log.redact(token.password);
-      log.redact(btoa(`AWS:${token.password}`));
-      log.debug("got ECR token", { region, "expires-at": token.expiresAt.toISOString() });
-      result.tokens.set(region, token);
+      const token = await this.#source.fetch(region);
+      this.#log.redact(token.password);
+      this.#log.redact(new TextEncoder().encode(`AWS:${token.password}`).toBase64());
+      this.#log.debug("got ECR token", { region, "expires-at": token.expiresAt.toISOString() });
+      return token;
     } catch (err) {
       const failure = err instanceof TokenError
         ? err
         : new TokenError(region, "UnknownError", false, describeError(err), { cause: err });
-      log.error("cannot get ECR token", { region, code: failure.code, error: failure.message });
-      result.failures.set(region, failure);
+      this.#log.error("cannot get ECR token", {
+        region,
+        code: failure.code,
+        error: failure.message,
+      });
+      this.failures.push(failure);
+      return failure;
     }
-  }));
-  return result;
+  }
 }

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { ECRClient, GetAuthorizationTokenCommand } from "@aws-sdk/client-ecr";
 import { testEnv } from "../testenv/connect.ts";
-import { cliOutputLog } from "../integration/cli.ts";
+import { cliOutputLog, KUBECONFIG_CANARY } from "../integration/cli.ts";
 
 const env = await testEnv();
 
@@ -58,4 +58,26 @@ Deno.test("no CLI output of the whole suite contains an ECR password, its auth f
   // Whatever the account: moto's password form, and any base64 of "AWS:...".
   assert.doesNotMatch(output, /\d{12}-auth-token/);
   assert.doesNotMatch(output, /QVdTO[A-Za-z0-9+/]{8,}/);
+});
+
+Deno.test("no CLI output of the whole suite shows what a kubeconfig holds", async () => {
+  const output = await Deno.readTextFile(cliOutputLog(env)).catch(() => "");
+  assert.ok(
+    output.includes("is not valid YAML at line"),
+    "the suite ran KubeECR on a broken kubeconfig (tests/integration/messages_test.ts)",
+  );
+  // The canary token of the broken kubeconfigs, and the admin client key
+  // they carry as client-key-data.
+  assert.equal(
+    output.includes(KUBECONFIG_CANARY),
+    false,
+    "the CLI output shows a kubeconfig token",
+  );
+  const keyData = btoa(await Deno.readTextFile(env.admin.key));
+  const keyBody = (await Deno.readTextFile(env.admin.key)).split("\n")[1];
+  for (
+    const [what, value] of [["client-key-data", keyData.slice(0, 40)], ["client key", keyBody]]
+  ) {
+    assert.equal(output.includes(value), false, `the CLI output shows the kubeconfig's ${what}`);
+  }
 });

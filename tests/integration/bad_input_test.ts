@@ -140,7 +140,10 @@ Deno.test("an annotated Secret of the wrong type or with an unusable .dockerconf
   );
   await createSecret(env, ns, { name: "valid", registries: VALID });
 
-  const run = await runKubeecr(env, ["--namespace", ns, ...JSON_LOG], { aws: ecr.awsEnv });
+  // The wrong-type scan lists every other Secret's metadata: a diagnostic flag.
+  const run = await runKubeecr(env, ["--namespace", ns, "--check-secret-types", ...JSON_LOG], {
+    aws: ecr.awsEnv,
+  });
 
   assert.equal(run.code, 1, run.stdout + run.stderr);
   await assertRefreshed(ns, "valid");
@@ -306,7 +309,7 @@ Deno.test("a kubeconfig that cannot be used exits 2 naming the file or the conte
     {
       name: "missing file",
       args: ["--kubeconfig", `${env.dir}/no-such-kubeconfig`],
-      says: [`cannot load kubeconfig ${env.dir}/no-such-kubeconfig`, "no such file"],
+      says: [`cannot read kubeconfig ${env.dir}/no-such-kubeconfig`, "no such file"],
     },
     {
       name: "unknown context",
@@ -324,4 +327,24 @@ Deno.test("a kubeconfig that cannot be used exits 2 naming the file or the conte
       }
     });
   }
+});
+
+Deno.test("a Warning repeated run after run is one Event with a count, not one object per run", async () => {
+  const ns = await freshNamespace(env, "repeat");
+  const bad = await createSecret(env, ns, { name: "typo", registries: "12345/us-west-2" });
+
+  for (let i = 0; i < 3; i++) {
+    const run = await runKubeecr(env, ["--namespace", ns, ...JSON_LOG]);
+    assert.equal(run.code, 1, run.stdout + run.stderr);
+  }
+
+  const events = await eventsFor(env, bad);
+  assert.deepEqual(
+    events.map((e) => [e.type, e.reason, e.count]),
+    [["Warning", "InvalidAnnotation", 3]],
+  );
+  const [event] = events;
+  assert.ok(
+    new Date(event.lastTimestamp!).getTime() >= new Date(event.firstTimestamp!).getTime(),
+  );
 });

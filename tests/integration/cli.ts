@@ -27,7 +27,15 @@ export interface CliOptions {
   env?: Record<string, string | undefined>;
   /** Overrides of env.awsEnv (e.g. AWS_ENDPOINT_URL_ECR of an EcrProxy); `undefined` removes one. */
   aws?: Record<string, string | undefined>;
+  /** Deno flags added to `-P=local`, e.g. `--allow-run=<plugin>`, as README tells users. */
+  denoFlags?: string[];
 }
+
+/**
+ * A string put into kubeconfigs that tests break on purpose: the leak scan
+ * (tests/final/leak_test.ts) fails if any output of the suite shows it.
+ */
+export const KUBECONFIG_CANARY = "sha256~kubeconfig-canary-9f8e7d6c5b4a";
 
 /**
  * Where the CLI's output is collected: beside the suite's shared environment
@@ -71,7 +79,7 @@ export async function runKubeecr(
     Object.entries(vars).filter((e): e is [string, string] => e[1] !== undefined),
   );
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-P=local", MAIN, ...args],
+    args: ["run", "-P=local", ...opts.denoFlags ?? [], MAIN, ...args],
     cwd: REPO,
     clearEnv: true,
     env: defined,

@@ -1,16 +1,28 @@
 /**
- * The in-cluster smoke test: install KubeECR as a user would
- * (`kubectl apply -k examples/installation`), then run the program exactly as
- * the CronJob's pod would — the container's args and env read back from the
- * API server, the ServiceAccount's token and CA at
- * /var/run/secrets/kubernetes.io/serviceaccount/, the API server reached as
- * https://kubernetes.default.svc, and the `cronjob` Deno permission set.
+ * The in-cluster test: install KubeECR as a user would
+ * (`kubectl apply -k examples/installation`), then run the program as close
+ * to the CronJob's pod as a machine without a kubelet allows:
  *
- * The pod's filesystem view is made with a private mount namespace
- * (`unshare -m`): a tmpfs over /run holds the token files and a bind mount
- * replaces /etc/hosts, so nothing on the machine changes. Needs root (as CI
- * and the developers' machines here are) or passwordless sudo (as a hosted
- * CI runner has).
+ * - the container's args and env read back from the API server (envFrom
+ *   resolved), plus what the kubelet adds (KUBERNETES_SERVICE_HOST/PORT);
+ * - uid/gid 65532 (distroless nonroot), no capabilities, no new privileges;
+ * - a read-only root filesystem (checked: nothing the program can see is
+ *   writable, not even /tmp);
+ * - the service-account token, CA and namespace at
+ *   /var/run/secrets/kubernetes.io/serviceaccount/ laid out as the kubelet's
+ *   projected volume: a tmpfs holding a timestamped directory, `..data`
+ *   pointing at it, and `token` → `..data/token` (files 0644);
+ * - the API server at https://kubernetes.default.svc:443 and ECR/STS at their
+ *   real host names on 443, resolved by a private /etc/hosts to a relay (see
+ *   fixtures/pod_network.ts) that presents the API server as is and moto
+ *   behind TLS from a test CA the Deno runtime trusts (DENO_CERT, read by the
+ *   runtime, not the program): no AWS_ENDPOINT_URL_* override in the happy
+ *   path, so the endpoints are the ones the SDK resolves by itself;
+ * - the `cronjob` Deno permission set.
+ *
+ * The pod's filesystem view is a private mount namespace (`unshare -m`), so
+ * nothing on the machine changes. Needs root (as CI and the developers'
+ * machines here are) or passwordless sudo (as a hosted CI runner has).
  *
  * Each variant gets a test environment of its own, so RBAC and the audit log
  * show only what that install did.
@@ -20,6 +32,7 @@ import assert from "node:assert/strict";
 import * as k8s from "@kubernetes/client-node";
 import { kubeConfigFor } from "../testenv/connect.ts";
 import { kubectl, startTestEnv, type TestEnv } from "../testenv/env.ts";
+import { createCa, servingCert } from "../testenv/pki.ts";
 import { auditRecords, recordCliOutput } from "./cli.ts";
 import { copyInstallation } from "./install.ts";
 
@@ -28,20 +41,73 @@ const SA_USER = "system:serviceaccount:kubeecr:kubeecr";
 const ACCOUNT = "123456789012";
 const REGION = "us-west-2";
 const HOST = `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com`;
-// Names the sandbox allows (and one look-alike it must not), all pointed at
-// 127.0.0.1 by the private /etc/hosts.
-const ECR_NAME = `api.ecr.${REGION}.amazonaws.com`;
+const NONROOT = 65532;
+const IRSA_DIR = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+const ROLE_ARN = `arn:aws:iam::${ACCOUNT}:role/kubeecr-irsa`;
+// The AWS names the SDK resolves for the Secrets' region (ECR; STS regional
+// and global), served by the relay's TLS front for moto.
+const AWS_NAMES = [
+  `api.ecr.${REGION}.amazonaws.com`,
+  `sts.${REGION}.amazonaws.com`,
+  "sts.amazonaws.com",
+];
+// Names the sandbox must refuse, resolved to the relay's trap so that a
+// connection would be seen: the STS redirect of issue 9 and an EC2 host name
+// (which real DNS resolves to that IP, i.e. to anywhere).
+const EVIL_STS = "evil.amazonaws.com";
+const EC2_HOST = "ec2-1-2-3-4.compute-1.amazonaws.com";
 const LOOKALIKE = "evil-amazonaws.com";
+const TRAP_PORTS = [443, 46100];
 
-// Mounts the pod's view, then runs the program. Arguments: token dir, hosts file, command...
+// Runs as root in the private mount namespace: lays out the pod's view, makes
+// the root read-only, proves it, then drops to 65532 and runs the program.
+// The program, its dependencies and Deno are bind-mounted under /run (as an
+// image's files would be there), so no directory of the invoking user (a
+// runner's 0750 home) has to be readable by 65532.
+// Arguments: stage dir, DENO_DIR, repository, deno binary, deno arguments...
 const POD_VIEW = `set -eu
-sa="$1"; hosts="$2"; shift 2
+stage="$1"; deno_dir="$2"; repo="$3"; deno="$4"; shift 4
 mount --make-rprivate /
 mount -t tmpfs -o mode=0755 tmpfs /run
-mkdir -p /run/secrets/kubernetes.io/serviceaccount
-cp "$sa"/token "$sa"/ca.crt "$sa"/namespace /run/secrets/kubernetes.io/serviceaccount/
-mount --bind "$hosts" /etc/hosts
-exec "$@"
+# A projected volume as the kubelet writes it (AtomicWriter): a tmpfs, a
+# timestamped directory with the files, ..data -> it, and one symlink per file.
+project() {
+  dir="$1"; src="$2"
+  mkdir -p "$dir"
+  mount -t tmpfs -o mode=1777 tmpfs "$dir"
+  ts="..$(date -u +%Y_%m_%d_%H_%M_%S).$$"
+  mkdir -m 0755 "$dir/$ts"
+  for f in "$src"/*; do
+    name="$(basename "$f")"
+    cp "$f" "$dir/$ts/$name"
+    chmod 0644 "$dir/$ts/$name"
+    ln -s "..data/$name" "$dir/$name"
+  done
+  ln -s "$ts" "$dir/..data"
+}
+project /run/secrets/kubernetes.io/serviceaccount "$stage/sa"
+if [ -d "$stage/irsa" ]; then project ${IRSA_DIR.replace("/var/run", "/run")} "$stage/irsa"; fi
+install -m 0644 "$stage/aws-ca.crt" /run/kubeecr-test-ca.crt
+mkdir /run/deno-dir /run/kubeecr
+mount --bind "$deno_dir" /run/deno-dir
+mount --bind "$repo" /run/kubeecr
+touch /run/deno
+mount --bind "$deno" /run/deno
+mount --bind "$stage/hosts" /etc/hosts
+for m in / /run /run/deno-dir /run/kubeecr /run/deno /etc/hosts /run/secrets/kubernetes.io/serviceaccount; do
+  mount -o remount,bind,ro "$m"
+done
+if [ -d "$stage/irsa" ]; then mount -o remount,bind,ro ${IRSA_DIR.replace("/var/run", "/run")}; fi
+for d in / /tmp /run /run/deno-dir /run/kubeecr /run/secrets/kubernetes.io/serviceaccount; do
+  if touch "$d/.kubeecr-rw-probe" 2>/dev/null; then
+    rm -f "$d/.kubeecr-rw-probe"
+    echo "pod view: $d is writable" >&2
+    exit 97
+  fi
+done
+cd /run/kubeecr
+exec setpriv --reuid=${NONROOT} --regid=${NONROOT} --clear-groups --inh-caps=-all \\
+  --bounding-set=-all --no-new-privs -- /run/deno "$@"
 `;
 
 interface PodRun {
@@ -50,8 +116,112 @@ interface PodRun {
   stderr: string;
 }
 
+interface RelayRecord {
+  kind: "aws" | "trap";
+  host?: string;
+  target?: string;
+  form?: Record<string, string>;
+  authorization?: string;
+  status?: number;
+  accessKeyId?: string;
+  port?: number;
+}
+
+/** fixtures/pod_network.ts, running as root for its port-443 listeners. */
+interface PodNetwork {
+  base: string;
+  records: RelayRecord[];
+  caCert: string;
+  stop(): Promise<void>;
+}
+
+const asRoot = (command: string[]) =>
+  Deno.uid() === 0 ? command : ["sudo", "-n", "--preserve-env", ...command];
+
+async function startPodNetwork(env: TestEnv, work: string): Promise<PodNetwork> {
+  const pki = `${work}/aws-pki`;
+  const ca = await createCa(pki, "kubeecr-incluster-aws-ca");
+  const tls = await servingCert(pki, "aws", AWS_NAMES.map((n) => `DNS:${n}`), ca);
+  const api = new URL(env.server);
+  for (let attempt = 1;; attempt++) {
+    // A loopback /24 of its own: 127.0.0.0/8 is all loopback on Linux.
+    const base = `127.${1 + Math.floor(Math.random() * 254)}.${Math.floor(Math.random() * 256)}`;
+    const config = `${work}/pod-network.json`;
+    await Deno.writeTextFile(
+      config,
+      JSON.stringify({
+        base,
+        apiTarget: { hostname: api.hostname, port: Number(api.port) },
+        motoUrl: env.motoUrl,
+        cert: tls.cert,
+        key: tls.key,
+        trapPorts: TRAP_PORTS,
+      }),
+    );
+    const [cmd, ...args] = asRoot([
+      Deno.execPath(),
+      "run",
+      "-A",
+      new URL("./fixtures/pod_network.ts", import.meta.url).pathname,
+      config,
+    ]);
+    const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
+    const records: RelayRecord[] = [];
+    const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let pending = "";
+    let ready = false;
+    const reading = (async () => {
+      for (;;) {
+        const { value, done } = await lines.read();
+        if (done) return;
+        pending += value;
+        const parts = pending.split("\n");
+        pending = parts.pop()!;
+        for (const line of parts) {
+          const record = JSON.parse(line);
+          if (record.ready) ready = true;
+          else records.push(record);
+        }
+      }
+    })();
+    const stderr = new Response(child.stderr).text();
+    while (!ready) {
+      const exited = await Promise.race([
+        child.status.then(() => true),
+        new Promise<false>((r) => setTimeout(() => r(false), 50)),
+      ]);
+      if (exited && !ready) break;
+    }
+    if (ready) {
+      return {
+        base,
+        records,
+        caCert: ca.cert,
+        async stop() {
+          try {
+            child.kill("SIGTERM");
+          } catch { /* gone */ }
+          await child.status;
+          await reading.catch(() => {});
+          await stderr;
+        },
+      };
+    }
+    await reading.catch(() => {});
+    const why = await stderr;
+    if (attempt >= 3 || !why.includes("AddrInUse")) {
+      throw new Error(`pod network did not start:\n${why}`);
+    }
+  }
+}
+
 async function annotatedSecret(env: TestEnv, namespace: string, name = "ecr-pull") {
-  await kubectl(env, ["create", "namespace", namespace]);
+  // Opted in, as README's install tells (examples/installation has the
+  // namespace opt-in); a no-op for the installs without it. Labelled as it is
+  // created: labelling it afterwards races the policy's view of namespaces.
+  const labels = { "kubeecr.deft.com/enabled": "true" };
+  const ns = { apiVersion: "v1", kind: "Namespace", metadata: { name: namespace, labels } };
+  await kubectl(env, ["create", "-f", "-"], JSON.stringify(ns));
   const secret = {
     apiVersion: "v1",
     kind: "Secret",
@@ -84,10 +254,22 @@ async function podSpec(env: TestEnv): Promise<{ args: string[]; env: Record<stri
   for (const from of container.envFrom ?? []) {
     const name = from.secretRef?.name;
     assert.ok(name, "only secretRef envFrom is resolved here");
-    const secret = JSON.parse(
-      await kubectl(env, ["-n", "kubeecr", "get", "secret", name, "-o", "json"]),
+    const found = JSON.parse(
+      await kubectl(env, [
+        "-n",
+        "kubeecr",
+        "get",
+        "secret",
+        name,
+        "--ignore-not-found",
+        "-o",
+        "json",
+      ]) ||
+        "null",
     );
-    for (const [k, v] of Object.entries(secret.data ?? {})) vars[k] = atob(v as string);
+    // A missing optional Secret is skipped, as the kubelet does.
+    assert.ok(found || from.secretRef.optional, `Secret ${name} missing and not optional`);
+    for (const [k, v] of Object.entries(found?.data ?? {})) vars[k] = atob(v as string);
   }
   for (const e of container.env ?? []) {
     assert.ok(e.value !== undefined, `env ${e.name}: only plain values are resolved here`);
@@ -96,71 +278,104 @@ async function podSpec(env: TestEnv): Promise<{ args: string[]; env: Record<stri
   return { args: container.args ?? [], env: vars };
 }
 
+/** A TokenRequest token for the ServiceAccount as EKS's webhook projects it for IRSA. */
+async function irsaTokenFor(env: TestEnv): Promise<string> {
+  const args = ["-n", "kubeecr", "create", "token", "kubeecr", "--audience=sts.amazonaws.com"];
+  return (await kubectl(env, args)).trim();
+}
+
+interface PodOptions {
+  /** Added to (or, when undefined, removed from) the pod's environment. */
+  env?: Record<string, string | undefined>;
+  extraArgs?: string[];
+  /** Project an IRSA token (audience sts.amazonaws.com) as EKS's webhook does. */
+  irsaToken?: string;
+}
+
 /** Runs main.ts as the pod would, in a private mount namespace. */
 async function runAsPod(
   env: TestEnv,
+  net: PodNetwork,
   work: string,
-  overrides: { ecrEndpoint: string; extraArgs?: string[] },
+  opts: PodOptions = {},
 ): Promise<PodRun> {
-  const sa = `${work}/sa`;
-  await Deno.mkdir(sa, { recursive: true });
+  // Everything the pod view is made from; readable by 65532 only through the
+  // copies POD_VIEW makes, like a kubelet's volumes.
+  const stage = await Deno.makeTempDir({ dir: work, prefix: "pod-" });
+  await Deno.mkdir(`${stage}/sa`);
   await Deno.writeTextFile(
-    `${sa}/token`,
+    `${stage}/sa/token`,
     (await kubectl(env, ["-n", "kubeecr", "create", "token", "kubeecr"])).trim(),
   );
-  await Deno.copyFile(env.caCert, `${sa}/ca.crt`);
-  await Deno.writeTextFile(`${sa}/namespace`, "kubeecr");
-  const hosts = `${work}/hosts`;
+  await Deno.copyFile(env.caCert, `${stage}/sa/ca.crt`);
+  await Deno.writeTextFile(`${stage}/sa/namespace`, "kubeecr");
+  if (opts.irsaToken) {
+    await Deno.mkdir(`${stage}/irsa`);
+    await Deno.writeTextFile(`${stage}/irsa/token`, opts.irsaToken);
+  }
+  await Deno.copyFile(net.caCert, `${stage}/aws-ca.crt`);
   await Deno.writeTextFile(
-    hosts,
-    `127.0.0.1 localhost kubernetes.default.svc ${ECR_NAME} ${LOOKALIKE}\n`,
+    `${stage}/hosts`,
+    [
+      "127.0.0.1 localhost",
+      `${net.base}.1 kubernetes.default.svc`,
+      `${net.base}.2 ${AWS_NAMES.join(" ")}`,
+      `${net.base}.3 ${EVIL_STS} ${EC2_HOST} ${LOOKALIKE}`,
+      "",
+    ].join("\n"),
   );
 
   const pod = await podSpec(env);
-  const apiPort = new URL(env.server).port;
-  const motoPort = new URL(env.motoUrl).port;
-  // A mount namespace needs root; elsewhere go through sudo, keeping exactly
-  // the environment below.
-  const asRoot = Deno.uid() === 0 ? [] : ["-n", "--preserve-env", "unshare"];
-  const out = await new Deno.Command(asRoot.length ? "sudo" : "unshare", {
-    args: [
-      ...asRoot,
-      "--mount",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      POD_VIEW,
-      "pod-view",
-      sa,
-      hosts,
-      Deno.execPath(),
-      "run",
-      "--quiet",
-      "-P=cronjob",
-      `${REPO}main.ts`,
-      ...pod.args,
-      ...(overrides.extraArgs ?? []),
-    ],
+  const vars: Record<string, string | undefined> = {
+    ...pod.env,
+    // What the kubelet adds for the kubernetes Service.
+    KUBERNETES_SERVICE_HOST: "10.0.0.1",
+    KUBERNETES_SERVICE_PORT: "443",
+    // distroless's nonroot HOME; it does not exist here either.
+    HOME: "/home/nonroot",
+    AWS_EC2_METADATA_DISABLED: "true",
+    // For the runtime, not the program (the sandbox hides them from it).
+    DENO_CERT: "/run/kubeecr-test-ca.crt",
+    DENO_DIR: "/run/deno-dir",
+    NO_COLOR: "1",
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    ...opts.env,
+  };
+  const denoDir = Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`;
+  const args = [...pod.args, ...(opts.extraArgs ?? [])];
+  const [cmd, ...rest] = asRoot([
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    POD_VIEW,
+    "pod-view",
+    stage,
+    denoDir,
+    REPO,
+    Deno.execPath(),
+    "run",
+    "--quiet",
+    "-P=cronjob",
+    "main.ts",
+    ...args,
+  ]);
+  const out = await new Deno.Command(cmd, {
+    args: rest,
+    cwd: REPO,
     clearEnv: true,
-    env: {
-      ...pod.env,
-      // What the kubelet adds for the kubernetes Service.
-      KUBERNETES_SERVICE_HOST: "10.0.0.1",
-      KUBERNETES_SERVICE_PORT: apiPort,
-      // Test-only: ECR is moto, reached through a name the sandbox allows.
-      AWS_ENDPOINT_URL_ECR: overrides.ecrEndpoint.replace("PORT", motoPort),
-      AWS_EC2_METADATA_DISABLED: "true",
-      // For the wrapper and Deno itself; the sandbox hides both from the program.
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`,
-    },
+    env: Object.fromEntries(
+      Object.entries(vars).filter((e): e is [string, string] => e[1] !== undefined),
+    ),
     stdout: "piped",
     stderr: "piped",
   }).output();
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   const result = { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
-  await recordCliOutput(env, { args: [...pod.args, ...(overrides.extraArgs ?? [])], ...result });
+  await recordCliOutput(env, { args, ...result });
+  assert.notEqual(result.code, 97, `the pod view is not read-only:\n${result.stderr}`);
   return result;
 }
 
@@ -176,36 +391,49 @@ async function canI(
   return review.status?.allowed === true;
 }
 
-async function withEnv(fn: (env: TestEnv, work: string) => Promise<void>) {
+async function withEnv(fn: (env: TestEnv, net: PodNetwork, work: string) => Promise<void>) {
   const env = await startTestEnv({ log: () => {} });
   try {
     // Inside the environment's directory, so it goes with it, also when a
     // signal stops the environment before this finally block could run.
-    await fn(env, await Deno.makeTempDir({ dir: env.dir, prefix: "smoke-" }));
+    const work = await Deno.makeTempDir({ dir: env.dir, prefix: "smoke-" });
+    const net = await startPodNetwork(env, work);
+    try {
+      await fn(env, net, work);
+    } finally {
+      await net.stop();
+    }
   } finally {
     await env.stop();
   }
 }
 
+function summaryOf(run: PodRun) {
+  const lines = run.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  return lines.find((l) => l.msg === "summary");
+}
+
 Deno.test("cluster-wide install: the CronJob's pod refreshes Secrets in other namespaces, inside the sandbox", async (t) => {
-  await withEnv(async (env, work) => {
+  await withEnv(async (env, net, work) => {
     await copyInstallation(work);
     await kubectl(env, ["apply", "-k", `${work}/examples/installation`]);
     await annotatedSecret(env, "team-one");
     await annotatedSecret(env, "team-two");
 
     await t.step("the program run as the pod refreshes both Secrets", async () => {
-      const pod = await runAsPod(env, work, { ecrEndpoint: `http://${ECR_NAME}:PORT` });
+      const pod = await runAsPod(env, net, work);
       assert.equal(pod.code, 0, `stdout:\n${pod.stdout}\nstderr:\n${pod.stderr}`);
-      const summary = pod.stdout.trim().split("\n").map((l) => JSON.parse(l)).find((l) =>
-        l.msg === "summary"
-      );
-      assert.equal(summary.refreshed, 2);
+      assert.equal(summaryOf(pod).refreshed, 2);
       for (const ns of ["team-one", "team-two"]) {
         const state = await secretState(env, ns);
         assert.deepEqual(state.hosts, [HOST]);
         assert.ok(state.expiresAt, `${ns}: expires-at annotation written`);
       }
+      // ECR was reached under its own name on 443, not through an override.
+      const ecr = net.records.filter((r) =>
+        r.kind === "aws" && r.target?.includes("GetAuthorizationToken")
+      );
+      assert.deepEqual(ecr.map((r) => r.host), [`api.ecr.${REGION}.amazonaws.com`]);
     });
 
     await t.step("its token can do what the program needs and nothing else", async () => {
@@ -234,22 +462,99 @@ Deno.test("cluster-wide install: the CronJob's pod refreshes Secrets in other na
       }
     });
 
-    await t.step("the sandbox refuses hosts outside its allow-list", async () => {
-      for (const endpoint of [`http://${LOOKALIKE}:PORT`, "http://127.0.0.1:PORT"]) {
+    await t.step("the sandbox refuses hosts outside its allow-list, naming them", async () => {
+      const irsa = {
+        AWS_ACCESS_KEY_ID: undefined,
+        AWS_SECRET_ACCESS_KEY: undefined,
+        AWS_ROLE_ARN: ROLE_ARN,
+        AWS_WEB_IDENTITY_TOKEN_FILE: `${IRSA_DIR}/token`,
+      };
+      const irsaToken = await irsaTokenFor(env);
+      const cases: { host: string; opts: PodOptions }[] = [
+        // Issue 9: the web-identity token must not reach a redirected STS.
+        {
+          host: EVIL_STS,
+          opts: { irsaToken, env: { ...irsa, AWS_ENDPOINT_URL_STS: `http://${EVIL_STS}:46100` } },
+        },
+        // An EC2 host name is *.amazonaws.com but any address.
+        { host: EC2_HOST, opts: { env: { AWS_ENDPOINT_URL_ECR: `https://${EC2_HOST}` } } },
+        { host: LOOKALIKE, opts: { env: { AWS_ENDPOINT_URL_ECR: `https://${LOOKALIKE}` } } },
+        // An allowed name on another port.
+        {
+          host: `api.ecr.${REGION}.amazonaws.com`,
+          opts: { env: { AWS_ENDPOINT_URL_ECR: `https://api.ecr.${REGION}.amazonaws.com:46100` } },
+        },
+      ];
+      for (const { host, opts } of cases) {
         const before = await secretState(env, "team-one");
-        const pod = await runAsPod(env, work, { ecrEndpoint: endpoint, extraArgs: ["--force"] });
-        const host = new URL(endpoint.replace("PORT", "1")).hostname;
+        const seen = net.records.length;
+        const pod = await runAsPod(env, net, work, { ...opts, extraArgs: ["--force"] });
         assert.equal(pod.code, 1, pod.stdout + pod.stderr);
-        assert.ok(pod.stdout.includes(host), pod.stdout);
+        assert.ok(pod.stdout.includes(host), `the failure names ${host}:\n${pod.stdout}`);
         assert.ok(pod.stdout.includes("the Deno sandbox refused the connection"), pod.stdout);
+        // Nothing arrived anywhere: not at the trap, not at moto.
+        assert.deepEqual(net.records.slice(seen), [], host);
         assert.equal((await secretState(env, "team-one")).resourceVersion, before.resourceVersion);
       }
     });
   });
 });
 
+Deno.test("IRSA: a projected sts.amazonaws.com token is exchanged at STS and the Secret refreshed with what came back", async () => {
+  await withEnv(async (env, net, work) => {
+    await copyInstallation(work);
+    // IRSA instead of static keys: the example's own instruction.
+    const example = `${work}/examples/installation/kustomization.yaml`;
+    const text = await Deno.readTextFile(example);
+    await Deno.writeTextFile(
+      example,
+      text.replace(/^secretGenerator:\n(?:[ -].*\n)+/m, ""),
+    );
+    await kubectl(env, ["apply", "-k", `${work}/examples/installation`]);
+    await annotatedSecret(env, "team-irsa");
+    const irsaToken = await irsaTokenFor(env);
+    const claims = JSON.parse(
+      new TextDecoder().decode(Uint8Array.fromBase64(irsaToken.split(".")[1], {
+        alphabet: "base64url",
+      })),
+    );
+    assert.deepEqual(claims.aud, ["sts.amazonaws.com"]);
+
+    const pod = await runAsPod(env, net, work, {
+      irsaToken,
+      // What the webhook sets.
+      env: {
+        AWS_ROLE_ARN: ROLE_ARN,
+        AWS_WEB_IDENTITY_TOKEN_FILE: `${IRSA_DIR}/token`,
+        AWS_STS_REGIONAL_ENDPOINTS: "regional",
+        AWS_REGION: REGION,
+        AWS_DEFAULT_REGION: REGION,
+      },
+    });
+    assert.equal(pod.code, 0, `stdout:\n${pod.stdout}\nstderr:\n${pod.stderr}`);
+    assert.ok(!("AWS_ACCESS_KEY_ID" in (await podSpec(env)).env), "no static keys in the pod");
+
+    const sts = net.records.filter((r) => r.form?.Action === "AssumeRoleWithWebIdentity");
+    assert.equal(sts.length, 1, JSON.stringify(net.records));
+    assert.equal(sts[0].host, `sts.${REGION}.amazonaws.com`);
+    assert.equal(sts[0].form?.RoleArn, ROLE_ARN);
+    assert.equal(sts[0].form?.WebIdentityToken, irsaToken, "the projected token, read via ..data");
+    assert.equal(sts[0].status, 200);
+    const keyId = sts[0].accessKeyId;
+    assert.ok(keyId, "STS answered with credentials");
+
+    const ecr = net.records.filter((r) => r.target?.endsWith("GetAuthorizationToken"));
+    assert.equal(ecr.length, 1);
+    assert.ok(
+      ecr[0].authorization?.includes(`Credential=${keyId}/`),
+      `ECR signed with the key STS returned (${keyId}): ${ecr[0].authorization?.slice(0, 60)}`,
+    );
+    assert.deepEqual((await secretState(env, "team-irsa")).hosts, [HOST]);
+  });
+});
+
 Deno.test("namespaced install: only the listed namespaces are read or written", async () => {
-  await withEnv(async (env, work) => {
+  await withEnv(async (env, net, work) => {
     await copyInstallation(work);
     // The user's steps for this variant: name the namespaces, use the overlay.
     for (const file of ["kustomization.yaml", "rbac.yaml"]) {
@@ -264,7 +569,9 @@ Deno.test("namespaced install: only the listed namespaces are read or written", 
     const text = await Deno.readTextFile(example);
     await Deno.writeTextFile(
       example,
-      text.replace(/^(\s*- )\.\.\/\.\.\/manifests$/m, "$1../../manifests/namespaced"),
+      text.replace(/^(\s*- )\.\.\/\.\.\/manifests$/m, "$1../../manifests/namespaced")
+        // The opt-in extends the ClusterRole, which this install does not have.
+        .replace(/^\s*- \.\.\/\.\.\/manifests\/components\/namespace-opt-in\n/m, ""),
     );
     for (const ns of ["listed-one", "listed-two", "outside"]) await annotatedSecret(env, ns);
     await kubectl(env, ["apply", "-k", `${work}/examples/installation`]);
@@ -273,7 +580,7 @@ Deno.test("namespaced install: only the listed namespaces are read or written", 
       (await auditRecords(env)).filter((r) => r.user.username === SA_USER);
     const auditedBefore = (await byKubeecr()).length;
 
-    const pod = await runAsPod(env, work, { ecrEndpoint: `http://${ECR_NAME}:PORT` });
+    const pod = await runAsPod(env, net, work);
     assert.equal(pod.code, 0, `stdout:\n${pod.stdout}\nstderr:\n${pod.stderr}`);
     for (const ns of ["listed-one", "listed-two"]) {
       assert.deepEqual((await secretState(env, ns)).hosts, [HOST]);

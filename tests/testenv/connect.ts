@@ -7,8 +7,9 @@
  * stopped when the test process unloads.
  */
 
-import type * as k8s from "@kubernetes/client-node";
-import { Http1KubeConfig } from "../../lib/kube.ts";
+import * as k8s from "@kubernetes/client-node";
+import type * as https from "node:https";
+import { Agent } from "undici";
 import {
   type KubeconfigUser,
   kubeconfigYaml,
@@ -41,6 +42,38 @@ export function testEnv(): Promise<TestEnvInfo> {
   return shared;
 }
 
+/**
+ * client-node speaking HTTP/1.1 over one connection pool, for the tests' own
+ * admin calls (the product speaks to the API server over Deno's fetch).
+ *
+ * Why HTTP/1.1: undici, client-node's HTTP client, negotiates HTTP/2, and
+ * under Deno 2.9 a GOAWAY from the API server (sent when it shuts down) aborts
+ * the whole process in nghttp2. Why one pool: client-node makes a new undici
+ * Agent, so a new TLS handshake, per request.
+ */
+export class Http1KubeConfig extends k8s.KubeConfig {
+  #agent?: Promise<Agent | undefined>;
+
+  override async applySecurityAuthentication(context: k8s.RequestContext): Promise<void> {
+    await super.applySecurityAuthentication(context);
+    this.#agent ??= this.#http1Agent();
+    const agent = await this.#agent;
+    if (agent) context.setDispatcher(agent);
+  }
+
+  async #http1Agent(): Promise<Agent | undefined> {
+    const tls: https.RequestOptions = {};
+    await this.applyToHTTPSOptions(tls);
+    const options = this.createDispatcherOptions(
+      this.getCurrentCluster(),
+      tls as https.AgentOptions,
+    );
+    return options.type === "agent"
+      ? new Agent({ connect: options.connect, allowH2: false })
+      : undefined;
+  }
+}
+
 /** Identity used by a client: the admin certificate, the no-grant one, or a bearer token. */
 export type Identity = "admin" | "nobody" | { token: string };
 
@@ -50,8 +83,8 @@ export function kubeConfigFor(env: TestEnvInfo, who: Identity): k8s.KubeConfig {
     : who === "nobody"
     ? { name: "nobody", certFile: env.nobody.cert, keyFile: env.nobody.key }
     : { name: "token", token: who.token };
-  // The product's HTTP/1.1 client: plain client-node aborts the test process
-  // when the API server shuts down (see Http1KubeConfig).
+  // Plain client-node aborts the test process when the API server shuts down
+  // (see Http1KubeConfig).
   const kc = new Http1KubeConfig();
   kc.loadFromOptions({
     clusters: [{ name: "testenv", server: env.server, caFile: env.caCert, skipTLSVerify: false }],

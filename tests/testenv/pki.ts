@@ -82,19 +82,20 @@ async function signed(
   return { cert, key };
 }
 
-export async function createPki(dir: string): Promise<Pki> {
+/** A CA certificate and key in `dir` (ca.crt, ca.key). */
+export async function createCa(dir: string, commonName: string): Promise<KeyPair> {
   await Deno.mkdir(dir, { recursive: true });
-  const caKey = `${dir}/ca.key`;
-  const caCert = `${dir}/ca.crt`;
-  await ecKey(caKey);
+  const key = `${dir}/ca.key`;
+  const cert = `${dir}/ca.crt`;
+  await ecKey(key);
   await run("openssl", [
     "req",
     "-x509",
     "-new",
     "-key",
-    caKey,
+    key,
     "-subj",
-    "/CN=kubeecr-testenv-ca",
+    `/CN=${commonName}`,
     "-days",
     DAYS,
     "-addext",
@@ -102,30 +103,52 @@ export async function createPki(dir: string): Promise<Pki> {
     "-addext",
     "keyUsage=critical,keyCertSign,cRLSign",
     "-out",
-    caCert,
+    cert,
   ]);
-  const ca = { cert: caCert, key: caKey };
-  const leaf = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n";
+  return { cert, key };
+}
+
+const LEAF = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n";
+
+/** A TLS server certificate for `names` (["DNS:…", "IP:…"]) signed by `ca`. */
+export function servingCert(
+  dir: string,
+  name: string,
+  names: string[],
+  ca: KeyPair,
+): Promise<KeyPair> {
+  return signed(
+    dir,
+    name,
+    `/CN=${name}`,
+    `${LEAF}extendedKeyUsage=serverAuth\nsubjectAltName=${names.join(",")}\n`,
+    ca,
+  );
+}
+
+export async function createPki(dir: string): Promise<Pki> {
+  const ca = await createCa(dir, "kubeecr-testenv-ca");
+  const { cert: caCert, key: caKey } = ca;
   const [serving, admin, nobody] = await Promise.all([
     signed(
       dir,
       "serving",
       "/CN=kube-apiserver",
-      `${leaf}extendedKeyUsage=serverAuth\nsubjectAltName=${SERVING_NAMES.join(",")}\n`,
+      `${LEAF}extendedKeyUsage=serverAuth\nsubjectAltName=${SERVING_NAMES.join(",")}\n`,
       ca,
     ),
     signed(
       dir,
       "admin",
       "/O=system:masters/CN=kubeecr-test-admin",
-      `${leaf}extendedKeyUsage=clientAuth\n`,
+      `${LEAF}extendedKeyUsage=clientAuth\n`,
       ca,
     ),
     signed(
       dir,
       "nobody",
       "/O=kubeecr-test/CN=kubeecr-test-nobody",
-      `${leaf}extendedKeyUsage=clientAuth\n`,
+      `${LEAF}extendedKeyUsage=clientAuth\n`,
       ca,
     ),
   ]);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { parseAnnotation, type Registry } from "../../lib/annotation.ts";
 import { AnnotationError } from "../../lib/errors.ts";
+import { INVALID, VALID } from "../annotation_cases.ts";
 
 const KEY = "deft.com/kubeecr";
 const EXAMPLE = "expected <12-digit account>/<region>[,<account>/<region>...], " +
@@ -12,7 +13,34 @@ const reg = (account: string, region: string, suffix = "amazonaws.com"): Registr
   host: `${account}.dkr.ecr.${region}.${suffix}`,
 });
 
-Deno.test("parseAnnotation accepts valid values", async (t) => {
+// Accept or reject: the shared table (tests/annotation_cases.ts), which also
+// drives the admission policy's integration test, so the two cannot disagree.
+Deno.test("parseAnnotation accepts every valid value of the shared table", async (t) => {
+  for (const { name, value } of VALID) {
+    await t.step(name, () => {
+      const registries = parseAnnotation(KEY, value);
+      assert.ok(registries.length > 0, JSON.stringify(value));
+    });
+  }
+});
+
+Deno.test("parseAnnotation rejects every invalid value of the shared table, naming the culprit", async (t) => {
+  for (const { name, value, culprit } of INVALID) {
+    await t.step(name, () => {
+      const caught = thrown(() => parseAnnotation(KEY, value));
+      assert.ok(caught instanceof AnnotationError, String(caught));
+      assert.equal(caught.key, KEY);
+      assert.equal(caught.value, value);
+      // Loosely on the wording (tuned in lib/annotation.ts): its explanation,
+      // not merely its echo of the value, points at the culprit.
+      const explanation = caught.message.replace(JSON.stringify(value), "");
+      assert.ok(explanation.includes(culprit), caught.message);
+    });
+  }
+});
+
+// What the parser makes of a valid value: hosts, order, duplicates.
+Deno.test("parseAnnotation turns items into registries", async (t) => {
   const cases: [string, string, Registry[]][] = [
     ["single item (the fixture)", "123456789012/us-west-2", [reg("123456789012", "us-west-2")]],
     [
@@ -36,59 +64,28 @@ Deno.test("parseAnnotation accepts valid values", async (t) => {
       [reg("123456789012", "cn-north-1", "amazonaws.com.cn")],
     ],
     ["GovCloud region", "123456789012/us-gov-west-1", [reg("123456789012", "us-gov-west-1")]],
-    ["ap-southeast-3", "123456789012/ap-southeast-3", [reg("123456789012", "ap-southeast-3")]],
-    ["il-central-1", "123456789012/il-central-1", [reg("123456789012", "il-central-1")]],
   ];
   for (const [name, value, want] of cases) {
     await t.step(name, () => assert.deepEqual(parseAnnotation(KEY, value), want));
   }
 });
 
-Deno.test("parseAnnotation rejects invalid values with a specific message", async (t) => {
+Deno.test("parseAnnotation's message says where, what, and what a valid value looks like", async (t) => {
   // [case, value, fragment that only this kind of mistake produces]
   const cases: [string, string, string][] = [
     ["empty", "", "value is empty"],
-    ["whitespace only", "  \t ", "value is empty"],
     [
       "account too short",
       "12345/us-west-2",
       'item "12345/us-west-2": account "12345" must be exactly 12 digits',
     ],
-    [
-      "account too long",
-      "1234567890123/us-west-2",
-      'account "1234567890123" must be exactly 12 digits',
-    ],
-    ["account not digits", "12345678901a/us-west-2", 'account "12345678901a" must contain only'],
-    ["account empty", "/us-west-2", "account is missing"],
     ["region missing", "123456789012", 'item "123456789012": region is missing'],
-    ["region empty after slash", "123456789012/", 'item "123456789012/": region is missing'],
-    ["missing slash", "123456789012us-west-2", 'missing "/" between account and region'],
-    ["region without number", "123456789012/us-west", 'region "us-west" is not an AWS region'],
-    ["region upper case", "123456789012/US-WEST-2", 'region "US-WEST-2" is not an AWS region'],
-    ["region without dashes", "123456789012/uswest2", 'region "uswest2" is not an AWS region'],
-    [
-      "double dash in region",
-      "123456789012/us--west-2",
-      'region "us--west-2" is not an AWS region',
-    ],
-    ["space inside item", "123456789012 /us-west-2", 'account "123456789012 " must contain'],
-    ["trailing slash", "123456789012/us-west-2/", '"/" but must have exactly one'],
     ["empty middle item", "123456789012/us-west-2,,210987654321/eu-west-1", "item 2 of 3 is empty"],
-    ["trailing comma", "123456789012/us-west-2,", "item 2 of 2 is empty"],
-    [
-      "one bad item among good ones is named",
-      "123456789012/us-west-2, 21098765432/eu-west-1",
-      'item "21098765432/eu-west-1": account "21098765432" must be exactly 12 digits',
-    ],
   ];
   for (const [name, value, fragment] of cases) {
     await t.step(name, () => {
       const caught = thrown(() => parseAnnotation(KEY, value));
       assert.ok(caught instanceof AnnotationError, String(caught));
-      assert.equal(caught.key, KEY);
-      assert.equal(caught.value, value);
-      // What is wrong, where, and what a valid value looks like.
       assert.ok(
         caught.message.startsWith(`annotation ${KEY}=${JSON.stringify(value)}: `),
         caught.message,

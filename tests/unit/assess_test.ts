@@ -26,7 +26,9 @@ const fixture = (): StoredSecret => ({
   resourceVersion: "1",
   type: "kubernetes.io/dockerconfigjson",
   annotations: { [ANNOTATION]: "123456789012/us-west-2" },
-  dockerConfig: JSON.stringify({ auths: { "ghcr.io": { auth: "Ym90OnB3" } } }),
+  dockerConfig: new TextEncoder().encode(
+    JSON.stringify({ auths: { "ghcr.io": { auth: "Ym90OnB3" } } }),
+  ),
 });
 
 type Expect = Assessment["kind"] | `invalid:${string}`;
@@ -37,26 +39,28 @@ Deno.test("assess", async (t) => {
     ["no .dockerconfigjson key yet is due", (s) => delete s.dockerConfig, "due"],
     ["fresh token and host present", (s) => {
       s.annotations[EXPIRES_AT] = "2026-11-27T22:00:00Z";
-      s.dockerConfig = JSON.stringify({ auths: { [HOST]: { auth: "QVdTOnB3" } } });
+      s.dockerConfig = new TextEncoder().encode(
+        JSON.stringify({ auths: { [HOST]: { auth: "QVdTOnB3" } } }),
+      );
     }, "fresh"],
     ["fresh token but host missing is due", (s) => {
       s.annotations[EXPIRES_AT] = "2026-11-27T22:00:00Z";
     }, "due"],
     [
       ".dockerconfigjson not JSON",
-      (s) => s.dockerConfig = '{"auths": secretpassword',
+      (s) => s.dockerConfig = new TextEncoder().encode('{"auths": secretpassword'),
       "invalid:InvalidDockerConfig",
       /not valid JSON/,
     ],
     [
       ".dockerconfigjson a JSON array",
-      (s) => s.dockerConfig = "[]",
+      (s) => s.dockerConfig = new TextEncoder().encode("[]"),
       "invalid:InvalidDockerConfig",
       /a JSON array/,
     ],
     [
       "auths a string",
-      (s) => s.dockerConfig = '{"auths":"x"}',
+      (s) => s.dockerConfig = new TextEncoder().encode('{"auths":"x"}'),
       "invalid:InvalidDockerConfig",
       /auths of type string/,
     ],

@@ -61,7 +61,7 @@ class MemoryStore implements SecretStore {
       uid: `uid-${s.namespace}-${s.name}`,
       type: DOCKER,
       annotations: {},
-      dockerConfig: '{"auths":{}}',
+      dockerConfig: bytes('{"auths":{}}'),
       ...s,
       resourceVersion: String(++this.#rv),
     };
@@ -83,17 +83,27 @@ class MemoryStore implements SecretStore {
 
   /** The Secret's docker config as stored now, parsed. */
   auths(ref: SecretRef): Record<string, { password?: string; auth?: string }> {
-    return JSON.parse(this.secrets.get(key(ref))!.dockerConfig!).auths;
+    return JSON.parse(text(this.secrets.get(key(ref))!.dockerConfig)).auths;
   }
 
-  async *listDockerConfigSecrets(scope: ListScope) {
-    yield this.#list(scope).filter((s) => s.type === DOCKER).map((s) => structuredClone(s));
+  async *listAnnotatedDockerConfigSecrets(scope: ListScope, annotation: string) {
+    yield {
+      secrets: this.#list(scope).filter((s) => s.type === DOCKER && annotation in s.annotations)
+        .map((s) => structuredClone(s)),
+    };
   }
 
-  async *listOtherSecretMetadata(scope: ListScope) {
-    yield this.#list(scope).filter((s) => s.type !== DOCKER).map(({ dockerConfig: _, ...m }) =>
-      structuredClone(m)
-    );
+  async *listAnnotatedOtherSecrets(scope: ListScope, annotation: string) {
+    yield this.#list(scope).filter((s) => s.type !== DOCKER && annotation in s.annotations)
+      .map(({ dockerConfig: _, ...m }) => structuredClone(m));
+  }
+
+  listNamespaces(): Promise<Set<string>> {
+    return Promise.resolve(new Set([...this.secrets.values()].map((s) => s.namespace)));
+  }
+
+  namespaceExists(name: string): Promise<boolean> {
+    return Promise.resolve([...this.secrets.values()].some((s) => s.namespace === name));
   }
 
   #list(scope: ListScope): StoredSecret[] {
@@ -149,13 +159,34 @@ class MemoryStore implements SecretStore {
 }
 
 const key = (r: SecretRef) => `${r.namespace}/${r.name}`;
+const bytes = (s: string) => new TextEncoder().encode(s);
+const text = (b: Uint8Array | undefined) => new TextDecoder().decode(b);
 
 class FakeEcr implements TokenSource {
   readonly calls = new Map<string, number>();
   readonly failing = new Set<string>();
+  /** Regions that never answer: their call ends only when `budget` aborts, as the real one does. */
+  readonly silent = new Set<string>();
+  budget?: AbortSignal;
 
   fetch(region: string): Promise<RegistryToken> {
     this.calls.set(region, (this.calls.get(region) ?? 0) + 1);
+    if (this.silent.has(region)) {
+      return new Promise((_, reject) =>
+        this.budget!.addEventListener(
+          "abort",
+          () =>
+            reject(
+              new TokenError(
+                region,
+                "Timeout",
+                false,
+                `ECR in ${region}: the run's --timeout ran out`,
+              ),
+            ),
+        )
+      );
+    }
     if (this.failing.has(region)) {
       return Promise.reject(
         new TokenError(region, "AccessDeniedException", false, `denied in ${region}`),
@@ -180,16 +211,33 @@ const OPTIONS: RunOptions = {
   force: false,
   dryRun: false,
   concurrency: 4,
+  timeoutMs: 60_000,
+  checkSecretTypes: true,
 };
 
-async function run(store: MemoryStore, ecr: FakeEcr, opts: Partial<RunOptions> = {}) {
+async function run(
+  store: MemoryStore,
+  ecr: FakeEcr,
+  opts: Partial<RunOptions> = {},
+  budget = new AbortController().signal,
+  onLine: (line: string) => void = () => {},
+) {
   const lines: string[] = [];
-  const log = new Logger({ format: "json", level: "debug", write: (l) => lines.push(l) });
+  const log = new Logger({
+    format: "json",
+    level: "debug",
+    write: (l) => {
+      lines.push(l);
+      onLine(l);
+    },
+  });
+  ecr.budget = budget;
   const summary = await runOnce({ ...OPTIONS, ...opts }, {
     store,
     tokens: ecr,
     log,
     now: () => NOW,
+    budget,
   });
   return { summary, code: exitCode(summary), lines };
 }
@@ -233,7 +281,7 @@ Deno.test("no token call and no write when nothing is due", async () => {
   const item = "111111111111/us-west-2";
   const fresh = pull(store, "fresh", item, {
     annotations: { [ANNOTATION]: item, [EXPIRES_AT]: "2026-11-27T22:00:00Z" },
-    dockerConfig: JSON.stringify({ auths: { [host(item)]: { auth: "x", password: "p" } } }),
+    dockerConfig: bytes(JSON.stringify({ auths: { [host(item)]: { auth: "x", password: "p" } } })),
   });
 
   const { summary, code } = await run(store, ecr);
@@ -252,7 +300,9 @@ Deno.test("a 409 re-reads the Secret and merges into the concurrent version, kee
   store.hooks.beforePatch = (ref, attempt) => {
     if (attempt === 1) {
       store.edit(ref, (x) => {
-        x.dockerConfig = JSON.stringify({ auths: { "ghcr.io": { auth: "added-meanwhile" } } });
+        x.dockerConfig = bytes(
+          JSON.stringify({ auths: { "ghcr.io": { auth: "added-meanwhile" } } }),
+        );
       });
     }
   };
@@ -273,14 +323,14 @@ Deno.test("a Secret that changes under every one of 3 writes fails with RefreshF
   let theirs = "";
   store.hooks.beforePatch = (ref, attempt) => {
     theirs = JSON.stringify({ auths: { "ghcr.io": { auth: `theirs-${attempt}` } } });
-    store.edit(ref, (x) => x.dockerConfig = theirs);
+    store.edit(ref, (x) => x.dockerConfig = bytes(theirs));
   };
 
   const { summary, code } = await run(store, ecr);
 
   assert.equal(summary.failed, 1);
   assert.equal(code, 1);
-  assert.equal(store.secrets.get(key(s))!.dockerConfig, theirs, "their last write stands");
+  assert.equal(text(store.secrets.get(key(s))!.dockerConfig), theirs, "their last write stands");
   assert.deepEqual(store.eventsOf(s), [{ type: "Warning", reason: "RefreshFailed" }]);
   assert.match(store.events[0].message, /409/);
 });
@@ -363,13 +413,13 @@ Deno.test("a .dockerconfigjson the server would refuse (not JSON, an array) fail
     await t.step(raw, async () => {
       const store = new MemoryStore();
       const ecr = new FakeEcr();
-      const bad = pull(store, "bad", "111111111111/us-west-2", { dockerConfig: raw });
+      const bad = pull(store, "bad", "111111111111/us-west-2", { dockerConfig: bytes(raw) });
       const good = pull(store, "good", "111111111111/us-west-2");
 
       const { code, lines } = await run(store, ecr);
 
       assert.equal(code, 1);
-      assert.equal(store.secrets.get(key(bad))!.dockerConfig, raw);
+      assert.equal(text(store.secrets.get(key(bad))!.dockerConfig), raw);
       assert.equal(store.secrets.get(key(bad))!.resourceVersion, bad.resourceVersion);
       assert.deepEqual(store.eventsOf(bad), [{ type: "Warning", reason: "InvalidDockerConfig" }]);
       assert.ok(store.auths(good)[host("111111111111/us-west-2")]);
@@ -459,4 +509,65 @@ Deno.test("--namespace lists only the given namespaces and --exclude-namespace s
       assert.equal(code, 0);
     });
   }
+});
+
+Deno.test("a silent region delays only its own Secrets: the others are written and logged first", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  ecr.silent.add("eu-west-1");
+  const stuck = pull(store, "stuck", "333333333333/eu-west-1");
+  const good = pull(store, "good", "111111111111/us-west-2");
+  const budget = new AbortController();
+  // The budget runs out only once the healthy region's Secret has been
+  // reported: if it waited for the silent region, this run would never end.
+  const { summary, code, lines } = await run(store, ecr, {}, budget.signal, (line) => {
+    if (line.includes('"msg":"refreshed"')) budget.abort();
+  });
+
+  assert.equal(
+    store.auths(good)[host("111111111111/us-west-2")].password,
+    "password-for-us-west-2",
+  );
+  assert.equal(store.secrets.get(key(stuck))!.resourceVersion, stuck.resourceVersion);
+  assert.equal(summary.refreshed, 1);
+  assert.equal(summary.failed, 1);
+  assert.equal(code, 1);
+  const failed = lines.map((l) => JSON.parse(l)).find((l) => l.msg === "failed");
+  assert.equal(failed.secret, "ns/stuck");
+  assert.match(failed.error, /--timeout/);
+  // Out of time, no event is attempted: the budget is spent.
+  assert.deepEqual(store.eventsOf(stuck), []);
+  assert.deepEqual(store.eventsOf(good), [{ type: "Normal", reason: "Refreshed" }]);
+});
+
+Deno.test("an unexpected exception while writing one Secret is that Secret's failure; the rest go on", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  const broken = pull(store, "broken", "111111111111/us-west-2");
+  const fine = pull(store, "fine", "111111111111/us-west-2");
+  store.hooks.beforePatch = (ref) => {
+    if (ref.name === "broken") throw new TypeError("boom", { cause: new Error("deep cause") });
+  };
+
+  const { summary, code, lines } = await run(store, ecr);
+
+  assert.equal(summary.refreshed, 1);
+  assert.equal(summary.failed, 1);
+  assert.equal(code, 1);
+  assert.ok(store.auths(fine)[host("111111111111/us-west-2")]);
+  assert.equal(store.secrets.get(key(broken))!.resourceVersion, broken.resourceVersion);
+  const failed = lines.map((l) => JSON.parse(l)).find((l) => l.msg === "failed");
+  assert.match(failed.error, /unexpected failure: boom: deep cause/);
+  assert.deepEqual(store.eventsOf(broken), [{ type: "Warning", reason: "RefreshFailed" }]);
+});
+
+Deno.test("discovery never runs more than --concurrency writes at once", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  for (let i = 0; i < 40; i++) pull(store, `s${i}`, "111111111111/us-west-2");
+
+  const { summary } = await run(store, ecr, { concurrency: 3 });
+
+  assert.equal(summary.refreshed, 40);
+  assert.equal(store.maxInFlight, 3);
 });

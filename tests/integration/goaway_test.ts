@@ -1,8 +1,9 @@
 /**
- * Regression test for a process abort: under Deno 2.9, client-node's default
- * HTTP/2 crashes the whole process when the API server sends GOAWAY (it does
- * on shutdown and, with --goaway-chance, at random). lib/kube.ts pins
- * HTTP/1.1; this proves a run survives the server going away.
+ * Regression test for a process abort: under Deno 2.9, client-node's HTTP/2
+ * (nghttp2 in Deno's node layer) crashed the whole process when the API
+ * server sent GOAWAY, as it does on shutdown. KubeECR now speaks through
+ * Deno's native fetch; this proves a run survives the server going away under
+ * open, pooled connections.
  */
 
 import assert from "node:assert/strict";

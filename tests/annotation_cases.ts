@@ -1,0 +1,210 @@
+/**
+ * The one table of annotation values that both checks of the grammar must
+ * agree on:
+ *
+ * - tests/unit/annotation_test.ts runs each through lib/annotation.ts
+ *   parseAnnotation (what the program does at run time);
+ * - tests/integration/admission_test.ts applies each as a Secret through the
+ *   real API server with manifests/components/admission installed (what the
+ *   ValidatingAdmissionPolicy does at `kubectl apply` time).
+ *
+ * A value added here is checked by both; a change to the grammar on one side
+ * only fails one of them. The grammar: comma-separated `<account>/<region>`
+ * items, whitespace around items allowed (exactly what JavaScript's
+ * String.prototype.trim removes), `<account>` 12 ASCII digits, `<region>`
+ * matching ^[a-z]{2}(-gov)?-[a-z]+-\d{1,2}$.
+ */
+
+export interface ValidCase {
+  name: string;
+  value: string;
+}
+
+export interface InvalidCase {
+  name: string;
+  value: string;
+  /**
+   * What is wrong, worded as the admission policy words it (and, today, the
+   * parser too), e.g. `account "123456789" must be exactly 12 digits`. The
+   * integration test requires the policy's message to contain it verbatim.
+   */
+  reason: string;
+  /**
+   * The part of the value the message must point at (an item, an account, a
+   * region; short, since long items may be shown cut) or, for an empty value
+   * or item, the word "empty". The unit test requires only this of the
+   * parser's message, outside its echo of the whole value: its wording is
+   * tuned separately and may drift from `reason`.
+   */
+  culprit: string;
+}
+
+export const VALID: ValidCase[] = [
+  { name: "one item (the fixture)", value: "123456789012/us-west-2" },
+  {
+    name: "several items, spaces and a tab around them",
+    value: "  123456789012/us-west-2 ,\t210987654321/eu-central-1 ",
+  },
+  // `deft.com/kubeecr: |` in YAML ends the value with a newline.
+  { name: "trailing newline (a YAML block scalar)", value: "123456789012/us-west-2\n" },
+  {
+    name: "one item per line",
+    value: "123456789012/us-west-2,\n210987654321/eu-central-1,\r\n123456789012/us-east-1\n",
+  },
+  { name: "a registry listed twice", value: "123456789012/us-west-2,123456789012/us-west-2" },
+  { name: "China", value: "123456789012/cn-north-1" },
+  { name: "GovCloud", value: "123456789012/us-gov-west-1" },
+  { name: "ap-southeast-3", value: "123456789012/ap-southeast-3" },
+  { name: "il-central-1", value: "123456789012/il-central-1" },
+  { name: "two-digit region number", value: "123456789012/ap-southeast-10" },
+  // Both sides trim what String.prototype.trim trims, not only ASCII spaces.
+  { name: "no-break space around an item", value: "\u00a0123456789012/us-west-2\u00a0" },
+  { name: "byte order mark before the value", value: "\ufeff123456789012/us-west-2" },
+];
+
+const item = (i: string) => `item "${i}": `;
+
+export const INVALID: InvalidCase[] = [
+  { name: "empty", value: "", reason: "value is empty", culprit: "empty" },
+  { name: "whitespace only", value: "  \t ", reason: "value is empty", culprit: "empty" },
+  {
+    name: "9-digit account (the original description's example)",
+    value: "123456789/us-west-2",
+    reason: `${item("123456789/us-west-2")}account "123456789" must be exactly 12 digits`,
+    culprit: "123456789",
+  },
+  {
+    name: "13-digit account",
+    value: "1234567890123/us-west-2",
+    reason: 'account "1234567890123" must be exactly 12 digits',
+    culprit: "1234567890123",
+  },
+  {
+    name: "account with a letter",
+    value: "12345678901a/us-west-2",
+    reason: 'account "12345678901a" must contain only digits',
+    culprit: "12345678901a",
+  },
+  {
+    name: "account with non-ASCII digits",
+    value: "١٢٣٤٥٦٧٨٩٠١٢/us-west-2",
+    reason: 'account "١٢٣٤٥٦٧٨٩٠١٢" must contain only digits',
+    culprit: "١٢٣٤٥٦٧٨٩٠١٢",
+  },
+  {
+    name: "account missing",
+    value: "/us-west-2",
+    reason: `${item("/us-west-2")}account is missing`,
+    culprit: "/us-west-2",
+  },
+  {
+    name: "region missing",
+    value: "123456789012",
+    reason: `${item("123456789012")}region is missing`,
+    culprit: "123456789012",
+  },
+  {
+    name: "region empty after the slash",
+    value: "123456789012/",
+    reason: `${item("123456789012/")}region is missing`,
+    culprit: "123456789012/",
+  },
+  {
+    name: "region only",
+    value: "us-west-2",
+    reason: 'missing "/" between account and region',
+    culprit: "us-west-2",
+  },
+  {
+    name: "registry host instead of account/region",
+    value: "123456789012.dkr.ecr.us-west-2.amazonaws.com",
+    reason: 'missing "/" between account and region',
+    culprit: "123456789012.dkr.ecr",
+  },
+  {
+    name: "slash missing",
+    value: "123456789012us-west-2",
+    reason: 'missing "/" between account and region',
+    culprit: "123456789012us-west-2",
+  },
+  {
+    name: "region without its number",
+    value: "123456789012/us-west",
+    reason: 'region "us-west" is not an AWS region name',
+    culprit: "us-west",
+  },
+  {
+    name: "region in upper case",
+    value: "123456789012/US-WEST-2",
+    reason: 'region "US-WEST-2" is not an AWS region name',
+    culprit: "US-WEST-2",
+  },
+  {
+    name: "region without dashes",
+    value: "123456789012/uswest2",
+    reason: 'region "uswest2" is not an AWS region name',
+    culprit: "uswest2",
+  },
+  {
+    name: "double dash in the region",
+    value: "123456789012/us--west-2",
+    reason: 'region "us--west-2" is not an AWS region name',
+    culprit: "us--west-2",
+  },
+  {
+    name: "three-digit region number",
+    value: "123456789012/us-west-123",
+    reason: 'region "us-west-123" is not an AWS region name',
+    culprit: "us-west-123",
+  },
+  {
+    name: "availability zone instead of region",
+    value: "123456789012/us-west-2a",
+    reason: 'region "us-west-2a" is not an AWS region name',
+    culprit: "us-west-2a",
+  },
+  {
+    name: "space inside an item",
+    value: "123456789012 /us-west-2",
+    reason: 'account "123456789012 " must contain only digits',
+    culprit: "123456789012 ",
+  },
+  {
+    name: "trailing slash",
+    value: "123456789012/us-west-2/",
+    reason: 'has 2 "/" but must have exactly one',
+    culprit: "123456789012/us-west-2/",
+  },
+  {
+    name: "semicolon instead of comma",
+    value: "123456789012/us-west-2;210987654321/eu-west-1",
+    reason: 'has 2 "/" but must have exactly one',
+    culprit: "123456789012/us-west-2;",
+  },
+  {
+    name: "empty item in the middle",
+    value: "123456789012/us-west-2,,210987654321/eu-west-1",
+    reason: "item 2 of 3 is empty",
+    culprit: "empty",
+  },
+  {
+    name: "trailing comma",
+    value: "123456789012/us-west-2,",
+    reason: "item 2 of 2 is empty",
+    culprit: "empty",
+  },
+  {
+    name: "one bad item among good ones is named",
+    value: "123456789012/us-west-2, 21098765432/eu-west-1",
+    reason: `${item("21098765432/eu-west-1")}account "21098765432" must be exactly 12 digits`,
+    culprit: "21098765432/eu-west-1",
+  },
+  // U+0085 (NEL) is Unicode white space, but String.prototype.trim keeps it:
+  // the policy must not be more lenient than the parser.
+  {
+    name: "next-line character after an item",
+    value: "123456789012/us-west-2\u0085",
+    reason: "is not an AWS region name",
+    culprit: "us-west-2\u0085",
+  },
+];
