@@ -58,12 +58,13 @@ const { values: flags } = parseArgs({
     "big-dockerconfig": { type: "string" },
     only: { type: "string" },
     kubeecr: { type: "string" },
+    compare: { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
 if (flags.help) {
   console.log(`deno task bench [--quick] [--rounds N] [--secrets N] [--others N] [--large N]
-                [--big-dockerconfig N] [--only id,id,...] [--kubeecr DIR]
+                [--big-dockerconfig N] [--only id,id,...] [--kubeecr DIR] [--compare DIR]
 
   --quick              200 Secrets, 2,000 others, 10 large, 10 big, 2 rounds (about a minute)
   --rounds N           measured rounds per scenario (default 5; 2 with --quick)
@@ -74,7 +75,9 @@ if (flags.help) {
   --only ids           run only these scenarios: cold, full-c4, full-c16, noop, noop-big,
                        full-c4-big, noop-others
   --kubeecr DIR        the KubeECR checkout to run (default: this one), e.g. a
-                       \`git worktree add /tmp/before <commit>\` to compare versions`);
+                       \`git archive <commit> | tar -x -C /tmp/before\`
+  --compare DIR        also run the KubeECR in DIR in every round, interleaved: before and
+                       after a change under the same load`);
   Deno.exit(0);
 }
 const size = (v: string | undefined, full: number, quick: number) => {
@@ -90,7 +93,23 @@ const BIG = size(flags["big-dockerconfig"], 100, 10);
 const ONLY = flags.only ? new Set(flags.only.split(",")) : undefined;
 /** The checkout whose main.ts is measured; it runs with its own deno.json (-P=local). */
 const KUBEECR_DIR = flags.kubeecr ? await Deno.realPath(flags.kubeecr) : REPO.replace(/\/$/, "");
-const MAIN = `${KUBEECR_DIR}/main.ts`;
+/** Another checkout run beside it in every round (--compare). */
+const COMPARE_DIR = flags.compare ? await Deno.realPath(flags.compare) : undefined;
+
+/** Which KubeECR was measured: its commit, "+changes" when the checkout has uncommitted ones. */
+async function describeCheckout(dir: string): Promise<string> {
+  const git = async (...args: string[]) => {
+    const out = await new Deno.Command("git", { args: ["-C", dir, ...args], stderr: "null" })
+      .output();
+    return new TextDecoder().decode(out.stdout).trim();
+  };
+  const commit = await git("rev-parse", "--short", "HEAD").catch(() => "");
+  if (!commit) return dir;
+  const dirty = (await git("status", "--porcelain", "--", "main.ts", "lib", "deno.json")) !== "";
+  return `${commit}${dirty ? "+changes" : ""}`;
+}
+const measured = await describeCheckout(KUBEECR_DIR);
+const compared = COMPARE_DIR ? await describeCheckout(COMPARE_DIR) : undefined;
 const wanted = (id: string) => !ONLY || ONLY.has(id);
 
 // --- measuring one run -----------------------------------------------------
@@ -206,14 +225,14 @@ async function auditSince(from: AuditMark): Promise<Map<string, number>> {
 }
 
 /** Runs argv under /usr/bin/time; the child's figures, stdout and exit code. */
-async function measure(argv: string[], vars: Record<string, string> = {}) {
+async function measure(argv: string[], vars: Record<string, string> = {}, cwd = KUBEECR_DIR) {
   const timeFile = `${env.dir}/bench-time.txt`;
   const auditFrom = await auditMark();
   const ecrFrom = ecr.tokenCalls();
   const started = performance.now();
   const out = await new Deno.Command(TIME, {
     args: ["-f", "%U %S %M", "-o", timeFile, ...argv],
-    cwd: KUBEECR_DIR,
+    cwd,
     clearEnv: true,
     env: { ...childEnv, ...vars },
     stdin: "null",
@@ -297,14 +316,15 @@ function connectionCounter() {
 type Runner = (written: number, server?: string) => Promise<Sample>;
 
 /** KubeECR as users run it; `written` is how many Secrets it must refresh. */
-const kubeecr = (args: string[]): Runner => async (written, server) => {
+const kubeecr = (args: string[], dir = KUBEECR_DIR): Runner => async (written, server) => {
   const m = await measure(
-    [Deno.execPath(), "run", "-P=local", MAIN, "--log-format=json", ...args],
+    [Deno.execPath(), "run", "-P=local", `${dir}/main.ts`, "--log-format=json", ...args],
     server ? { KUBECONFIG: await kubeconfigFor(server) } : {},
+    dir,
   );
   const summaryLine = m.stdout.split("\n").find((l) => l.includes('"msg":"summary"'));
   const summary = summaryLine ? JSON.parse(summaryLine) : undefined;
-  const what = `kubeecr ${args.join(" ")}`;
+  const what = `kubeecr${dir === KUBEECR_DIR ? "" : ` (${dir})`} ${args.join(" ")}`;
   if (!summary) {
     warn(`${what}: no summary line (exit ${m.code}):\n${(m.stdout + m.stderr).slice(-1500)}`);
   } else if (m.code !== 0 || summary.refreshed !== written) {
@@ -345,6 +365,8 @@ const reference = (args: string[]): Runner => async (written, server = env.serve
 
 interface Side {
   label: string;
+  /** Which program: variants of either are printed in that program's column. */
+  program: "kubeecr" | "reference";
   run: Runner;
   samples: Sample[];
   /** Connections opened / at most open at once, in the untimed counting run. */
@@ -354,7 +376,7 @@ interface Side {
 interface Scenario {
   id: string;
   title: string;
-  /** KubeECR first, then the reference, then variants of the reference. */
+  /** KubeECR first, then the reference, then variants of either. */
   sides: Side[];
   /** Secrets each run must write. */
   written: number;
@@ -367,7 +389,12 @@ interface Scenario {
 const scenarios: Scenario[] = [];
 
 function side(label: string, run: Runner): Side {
-  return { label, run, samples: [] };
+  return { label, program: label.startsWith(KE) ? "kubeecr" : "reference", run, samples: [] };
+}
+
+/** The KubeECR of --compare with the same flags, as one more side. */
+function compareSide(args: string[]): Side[] {
+  return COMPARE_DIR ? [side(`${KE} ${compared}`, kubeecr(args, COMPARE_DIR))] : [];
 }
 
 /** Measured rounds, interleaved: A B C, then C B A, ... so drift hits every side alike. */
@@ -411,7 +438,13 @@ async function measureScenario(s: Scenario, opts: { warmUp?: boolean } = {}) {
 /** An unmeasured KubeECR run, so every Secret is fresh by KubeECR's own rules. */
 async function settleAll() {
   log("settling: one KubeECR run so that every Secret is fresh by its own rules");
-  const m = await measure([Deno.execPath(), "run", "-P=local", MAIN, "--log-format=json"]);
+  const m = await measure([
+    Deno.execPath(),
+    "run",
+    "-P=local",
+    `${KUBEECR_DIR}/main.ts`,
+    "--log-format=json",
+  ]);
   if (m.code !== 0) warn(`settling run exited ${m.code}:\n${m.stdout.slice(-1000)}`);
 }
 
@@ -448,20 +481,6 @@ const pullSecret = (ns: string, name: string, region: string) => ({
 
 // --- the run -----------------------------------------------------------------
 
-/** Which KubeECR was measured: its commit, "+changes" when the checkout has uncommitted ones. */
-async function describeCheckout(dir: string): Promise<string> {
-  const git = async (...args: string[]) => {
-    const out = await new Deno.Command("git", { args: ["-C", dir, ...args], stderr: "null" })
-      .output();
-    return new TextDecoder().decode(out.stdout).trim();
-  };
-  const commit = await git("rev-parse", "--short", "HEAD").catch(() => "");
-  if (!commit) return dir;
-  const dirty = (await git("status", "--porcelain", "--", "main.ts", "lib", "deno.json")) !== "";
-  return `${commit}${dirty ? "+changes" : ""}`;
-}
-const measured = await describeCheckout(KUBEECR_DIR);
-
 const loadBefore = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
 const startedAt = new Date();
 const KE = "KubeECR";
@@ -481,7 +500,11 @@ try {
     title: "cold start, 1 due Secret",
     written: 1,
     rounds: 2 * ROUNDS,
-    sides: [side(KE, kubeecr(["--force"])), side(REF, reference(["--force"]))],
+    sides: [
+      side(KE, kubeecr(["--force"])),
+      side(REF, reference(["--force"])),
+      ...compareSide(["--force"]),
+    ],
   }, { warmUp: true });
   await kube.json("DELETE", `${secretPath("bench-cold")}/ecr-pull`);
 
@@ -512,6 +535,7 @@ try {
         side(REF, reference(["--force", `--concurrency=${c}`])),
         side(`${REF} without Events`, reference(["--force", `--concurrency=${c}`, "--no-events"])),
         side(`${REF} over HTTP/1.1`, reference(["--force", `--concurrency=${c}`, "--http1"])),
+        ...compareSide(["--force", `--concurrency=${c}`]),
       ],
     });
   }
@@ -522,7 +546,7 @@ try {
     title,
     written: 0,
     rounds: 2 * ROUNDS,
-    sides: [side(KE, kubeecr([])), side(REF, reference([]))],
+    sides: [side(KE, kubeecr([])), side(REF, reference([])), ...compareSide([])],
   });
   if (wanted("noop")) {
     await settleAll();
@@ -555,6 +579,7 @@ try {
       sides: [
         side(KE, kubeecr(["--force", "--concurrency=4"])),
         side(REF, reference(["--force", "--concurrency=4"])),
+        ...compareSide(["--force", "--concurrency=4"]),
       ],
     });
     await forEachLimited(range(BIG, (i) => nsName(i % SECRETS)), 16, async (ns) => {
@@ -632,7 +657,8 @@ const out: string[] = [];
 const print = (line = "") => out.push(line);
 const date = startedAt.toISOString().slice(0, 10);
 print(
-  `KubeECR ${measured} and the reference client (tests/bench/reference.ts), ${date}: ` +
+  `KubeECR ${measured}${compared ? ` (and ${compared}, interleaved)` : ""} and the reference ` +
+    `client (tests/bench/reference.ts), ${date}: ` +
     `Deno ${Deno.version.deno}, ` +
     `Kubernetes ${env.kubernetesVersion}, ${Deno.build.os}/${Deno.build.arch}, ` +
     `${navigator.hardwareConcurrency} CPUs (load average ${loadBefore} before, ${loadAfter} after); ` +
@@ -648,7 +674,12 @@ for (const s of scenarios) {
   const [k, r, ...variants] = s.sides;
   print(`| ${s.title} | ${cell(k)} | ${cell(r)} | ${ratios(k, r)} |`);
   for (const v of variants) {
-    print(`| same, ${v.label} | | ${cell(v)} | ${ratios(k, v)} |`);
+    // A reference variant: KubeECR ÷ it. Another KubeECR: it ÷ the reference.
+    print(
+      v.program === "reference"
+        ? `| same, ${v.label} | | ${cell(v)} | ${ratios(k, v)} |`
+        : `| same, ${v.label} | ${cell(v)} | | ${ratios(v, r)} |`,
+    );
   }
 }
 
@@ -693,11 +724,14 @@ if (pairs.length) {
   print("| run | side | without | with | difference |");
   print("| --- | --- | --- | --- | --- |");
   for (const [a, b] of pairs) {
-    for (let i = 0; i < 2; i++) {
-      const x = med(byId.get(a)!.sides[i], (s) => s.rssMiB);
+    for (let i = 0; i < byId.get(b)!.sides.length; i++) {
+      const label = byId.get(b)!.sides[i].label;
+      const without = byId.get(a)!.sides.find((x) => x.label === label);
+      if (!without) continue;
+      const x = med(without, (s) => s.rssMiB);
       const y = med(byId.get(b)!.sides[i], (s) => s.rssMiB);
       print(
-        `| ${a} | ${byId.get(a)!.sides[i].label} | ${int(x)} MiB | ${int(y)} MiB | ` +
+        `| ${a} | ${label} | ${int(x)} MiB | ${int(y)} MiB | ` +
           `${y >= x ? "+" : ""}${int(y - x)} MiB |`,
       );
     }
