@@ -59,12 +59,14 @@ const { values: flags } = parseArgs({
     only: { type: "string" },
     kubeecr: { type: "string" },
     compare: { type: "string" },
+    "v8-flags": { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
 if (flags.help) {
   console.log(`deno task bench [--quick] [--rounds N] [--secrets N] [--others N] [--large N]
                 [--big-dockerconfig N] [--only id,id,...] [--kubeecr DIR] [--compare DIR]
+                [--v8-flags FLAGS]
 
   --quick              200 Secrets, 2,000 others, 10 large, 10 big, 2 rounds (about a minute)
   --rounds N           measured rounds per scenario (default 5; 2 with --quick)
@@ -77,7 +79,9 @@ if (flags.help) {
   --kubeecr DIR        the KubeECR checkout to run (default: this one), e.g. a
                        \`git archive <commit> | tar -x -C /tmp/before\`
   --compare DIR        also run the KubeECR in DIR in every round, interleaved: before and
-                       after a change under the same load`);
+                       after a change under the same load
+  --v8-flags FLAGS     run both programs with deno run --v8-flags=FLAGS, e.g.
+                       --max-semi-space-size=2 to see what the young generation costs`);
   Deno.exit(0);
 }
 const size = (v: string | undefined, full: number, quick: number) => {
@@ -93,6 +97,8 @@ const BIG = size(flags["big-dockerconfig"], 100, 10);
 const ONLY = flags.only ? new Set(flags.only.split(",")) : undefined;
 /** The checkout whose main.ts is measured; it runs with its own deno.json (-P=local). */
 const KUBEECR_DIR = flags.kubeecr ? await Deno.realPath(flags.kubeecr) : REPO.replace(/\/$/, "");
+/** `deno run` flags of both programs: the same V8 for both sides. */
+const RUN_FLAGS = flags["v8-flags"] ? [`--v8-flags=${flags["v8-flags"]}`] : [];
 /** Another checkout run beside it in every round (--compare). */
 const COMPARE_DIR = flags.compare ? await Deno.realPath(flags.compare) : undefined;
 
@@ -318,7 +324,15 @@ type Runner = (written: number, server?: string) => Promise<Sample>;
 /** KubeECR as users run it; `written` is how many Secrets it must refresh. */
 const kubeecr = (args: string[], dir = KUBEECR_DIR): Runner => async (written, server) => {
   const m = await measure(
-    [Deno.execPath(), "run", "-P=local", `${dir}/main.ts`, "--log-format=json", ...args],
+    [
+      Deno.execPath(),
+      "run",
+      ...RUN_FLAGS,
+      "-P=local",
+      `${dir}/main.ts`,
+      "--log-format=json",
+      ...args,
+    ],
     server ? { KUBECONFIG: await kubeconfigFor(server) } : {},
     dir,
   );
@@ -338,6 +352,7 @@ const reference = (args: string[]): Runner => async (written, server = env.serve
   const m = await measure([
     Deno.execPath(),
     "run",
+    ...RUN_FLAGS,
     "--allow-net=127.0.0.1",
     `--allow-read=${env.dir}`,
     "--allow-env",
@@ -659,6 +674,7 @@ const date = startedAt.toISOString().slice(0, 10);
 print(
   `KubeECR ${measured}${compared ? ` (and ${compared}, interleaved)` : ""} and the reference ` +
     `client (tests/bench/reference.ts), ${date}: ` +
+    (RUN_FLAGS.length ? `deno run ${RUN_FLAGS.join(" ")}, ` : "") +
     `Deno ${Deno.version.deno}, ` +
     `Kubernetes ${env.kubernetesVersion}, ${Deno.build.os}/${Deno.build.arch}, ` +
     `${navigator.hardwareConcurrency} CPUs (load average ${loadBefore} before, ${loadAfter} after); ` +
