@@ -1,60 +1,162 @@
 /**
- * `deno task bench`: wall time and peak RSS of KubeECR runs against the test
- * environment, for sizing the CronJob's resources. Figures only, no
- * assertions.
+ * `deno task bench`: what a KubeECR run costs, measured side by side with a
+ * reference client that does the same work with nothing but Deno's native
+ * `fetch` (tests/bench/reference.ts), against one real API server.
  *
- * The program runs as users run it (`deno run -P=local main.ts`), each run
- * under a small python3 wrapper that reports the child's wall time and peak
- * RSS (getrusage RUSAGE_CHILDREN). ECR is moto behind the ECR proxy, so
- * tokens carry a realistic 12 h expiry and the second run finds every Secret
- * fresh.
+ *   deno task bench                 full sizes (2,000 Secrets, 20,000 others), ~15-30 min
+ *   deno task bench --quick         small sizes, 2 rounds: about a minute, for iterating
+ *   deno task bench --rounds 7 --secrets 500 --only cold,full-c4
  *
- *   1. start-up: `main.ts --version`
- *   2. first run over N annotated Secrets, all due (repeated with --force)
- *   3. second run, all fresh
- *   4. the second run again after adding large Opaque Secrets (Helm-release
- *      sized) to the same namespaces: only their metadata is listed, so
- *      memory should stay where it was in 3.
+ * Both run as users run them, one process each, with the same Deno binary:
+ * KubeECR as `deno run -P=local main.ts`, the reference as `deno run` of its
+ * file, each under `/usr/bin/time`, which reports the child's wall time,
+ * CPU (user + sys) and peak RSS (getrusage of the child). Requests are
+ * counted from the API server's audit log, ECR calls at the ECR proxy in
+ * front of moto (which also makes tokens expire 12 h ahead, so a second run
+ * finds every Secret fresh). Rounds are interleaved (ABBA...) and medians
+ * reported with their spread: the machine this was written on is shared.
+ *
+ * Scenarios, in the order they run (the Secrets are created once, with the
+ * bench's native client, and reused):
+ *   cold            one due Secret in an otherwise empty cluster
+ *   full-c4/c16     N due Secrets in N namespaces, --force, concurrency 4 / 16,
+ *                   an Event per Secret (the reference also without Events)
+ *   noop            the same N, all fresh
+ *   noop-big, full-c4-big
+ *                   beside them 100 unannotated dockerconfigjson Secrets of
+ *                   500 KiB (issue 7: memory must not follow them)
+ *   noop-others     all fresh, beside 20,000 small Opaque Secrets and 100 of
+ *                   256 KiB (Helm-release sized)
+ *
+ * The Markdown printed on stdout is what README's Benchmarks section shows.
+ * Progress goes to stderr. Figures only: the bench fails only when a run did
+ * not do the work it was supposed to (then the figures would be meaningless).
  */
 
+import { parseArgs } from "node:util";
+import { forEachLimited, NativeKube } from "./bench/kube.ts";
 import { startEcrProxy } from "./testenv/ecr_proxy.ts";
 import { startTestEnv } from "./testenv/env.ts";
-import { run } from "./testenv/util.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
-const MAIN = `${REPO}main.ts`;
-const NAMESPACES = ["bench-a", "bench-b", "bench-c"];
-const SECRETS = 300;
+const REFERENCE = `${REPO}tests/bench/reference.ts`;
+const TIME = "/usr/bin/time";
 const REGIONS = ["us-west-2", "eu-central-1", "ap-southeast-2"];
-const LARGE_SECRETS = 40;
-const LARGE_BYTES = 900 * 1024;
-const REPEAT = 3;
+const ACCOUNT = "123456789012";
+const PAGE = 500;
 
-/** Runs argv[1:], then prints {code, seconds, maxrssKiB, output} as JSON. */
-const MEASURE = `
-import json, resource, subprocess, sys, time
-t = time.monotonic()
-r = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-seconds = time.monotonic() - t
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-if sys.platform == "darwin":
-    rss //= 1024  # bytes there, KiB on Linux
-print(json.dumps({"code": r.returncode, "seconds": seconds, "maxrssKiB": rss,
-                  "output": r.stdout.decode(errors="replace")}))
-`;
+// --- flags -----------------------------------------------------------------
 
-interface Measured {
-  code: number;
-  seconds: number;
-  maxrssKiB: number;
-  output: string;
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    quick: { type: "boolean", default: false },
+    rounds: { type: "string" },
+    secrets: { type: "string" },
+    others: { type: "string" },
+    large: { type: "string" },
+    "big-dockerconfig": { type: "string" },
+    only: { type: "string" },
+    kubeecr: { type: "string" },
+    compare: { type: "string" },
+    "v8-flags": { type: "string" },
+    help: { type: "boolean", default: false },
+  },
+});
+if (flags.help) {
+  console.log(`deno task bench [--quick] [--rounds N] [--secrets N] [--others N] [--large N]
+                [--big-dockerconfig N] [--only id,id,...] [--kubeecr DIR] [--compare DIR]
+                [--v8-flags FLAGS]
+
+  --quick              200 Secrets, 2,000 others, 10 large, 10 big, 2 rounds (about a minute)
+  --rounds N           measured rounds per scenario (default 5; 2 with --quick)
+  --secrets N          annotated Secrets, one per namespace (default 2000)
+  --others N           small Opaque Secrets for noop-others (default 20000)
+  --large N            256 KiB Opaque Secrets for noop-others (default 100)
+  --big-dockerconfig N unannotated 500 KiB dockerconfigjson Secrets (default 100)
+  --only ids           run only these scenarios: cold, full-c4, full-c16, noop, noop-big,
+                       full-c4-big, noop-others
+  --kubeecr DIR        the KubeECR checkout to run (default: this one), e.g. a
+                       \`git archive <commit> | tar -x -C /tmp/before\`
+  --compare DIR        also run the KubeECR in DIR in every round, interleaved: before and
+                       after a change under the same load
+  --v8-flags FLAGS     run both programs with deno run --v8-flags=FLAGS, e.g.
+                       --max-semi-space-size=2 to see what the young generation costs`);
+  Deno.exit(0);
+}
+const size = (v: string | undefined, full: number, quick: number) => {
+  const n = v === undefined ? (flags.quick ? quick : full) : Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`not a count: ${v}`);
+  return n;
+};
+const ROUNDS = Math.max(1, size(flags.rounds, 5, 2));
+const SECRETS = Math.max(1, size(flags.secrets, 2000, 200));
+const OTHERS = size(flags.others, 20_000, 2000);
+const LARGE = size(flags.large, 100, 10);
+const BIG = size(flags["big-dockerconfig"], 100, 10);
+const ONLY = flags.only ? new Set(flags.only.split(",")) : undefined;
+/** The checkout whose main.ts is measured; it runs with its own deno.json (-P=local). */
+const KUBEECR_DIR = flags.kubeecr ? await Deno.realPath(flags.kubeecr) : REPO.replace(/\/$/, "");
+/** `deno run` flags of both programs: the same V8 for both sides. */
+const RUN_FLAGS = flags["v8-flags"] ? [`--v8-flags=${flags["v8-flags"]}`] : [];
+/** Another checkout run beside it in every round (--compare). */
+const COMPARE_DIR = flags.compare ? await Deno.realPath(flags.compare) : undefined;
+
+/** Which KubeECR was measured: its commit, "+changes" when the checkout has uncommitted ones. */
+async function describeCheckout(dir: string): Promise<string> {
+  const git = async (...args: string[]) => {
+    const out = await new Deno.Command("git", { args: ["-C", dir, ...args], stderr: "null" })
+      .output();
+    return new TextDecoder().decode(out.stdout).trim();
+  };
+  const commit = await git("rev-parse", "--short", "HEAD").catch(() => "");
+  if (!commit) return dir;
+  const dirty = (await git("status", "--porcelain", "--", "main.ts", "lib", "deno.json")) !== "";
+  return `${commit}${dirty ? "+changes" : ""}`;
+}
+const measured = await describeCheckout(KUBEECR_DIR);
+const compared = COMPARE_DIR ? await describeCheckout(COMPARE_DIR) : undefined;
+const wanted = (id: string) => !ONLY || ONLY.has(id);
+
+// --- measuring one run -----------------------------------------------------
+
+/** One measured process. */
+interface Sample {
+  wall: number;
+  cpu: number;
+  rssMiB: number;
+  /** Requests in the audit log, by `${verb} ${resource}`. */
+  requests: Map<string, number>;
+  ecrCalls: number;
+  /** What the run says it wrote (summary line / reference counts). */
+  written: number;
+  /** Reference only: bytes of list responses. */
+  listBytes?: number;
 }
 
+const total = (s: Sample) => [...s.requests.values()].reduce((a, b) => a + b, 0);
+const count = (s: Sample, pred: (key: string) => boolean) =>
+  [...s.requests].filter(([k]) => pred(k)).reduce((a, [, n]) => a + n, 0);
+const lists = (s: Sample) => count(s, (k) => k.startsWith("list "));
+const patches = (s: Sample) => count(s, (k) => k === "patch secrets");
+
 const log = (line: string) => console.error(line);
+const warnings: string[] = [];
+const warn = (line: string) => {
+  warnings.push(line);
+  log(`WARNING: ${line}`);
+};
+
 const env = await startTestEnv({ log });
 const ecr = startEcrProxy(env.motoUrl);
+const kube = await NativeKube.connect({
+  server: env.server,
+  caCert: env.caCert,
+  cert: env.admin.cert,
+  key: env.admin.key,
+});
 
-const cliEnv: Record<string, string> = {
+const childEnv: Record<string, string> = {
   KUBECONFIG: env.kubeconfig,
   HOME: Deno.env.get("HOME") ?? "/tmp",
   NO_COLOR: "1",
@@ -63,170 +165,645 @@ const cliEnv: Record<string, string> = {
   AWS_EC2_METADATA_DISABLED: "true",
 };
 const denoDir = Deno.env.get("DENO_DIR");
-if (denoDir) cliEnv.DENO_DIR = denoDir;
+if (denoDir) childEnv.DENO_DIR = denoDir;
 
-async function measure(args: string[]): Promise<Measured> {
-  const out = await run("python3", [
-    "-c",
-    MEASURE,
+/** Who the bench and both clients are to the API server (audit records are filtered by it). */
+const { body: review } = await kube.json<{ status: { userInfo: { username: string } } }>(
+  "POST",
+  "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+  { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" },
+);
+const ADMIN = review.status.userInfo.username;
+const counter = connectionCounter();
+
+/** Where the audit log stood: its file (by inode) and size. */
+interface AuditMark {
+  ino: number;
+  size: number;
+}
+
+async function auditMark(): Promise<AuditMark> {
+  const st = await Deno.stat(env.auditLog);
+  return { ino: st.ino ?? 0, size: st.size };
+}
+
+/**
+ * Audit records appended since `from` by ADMIN, counted by verb and resource.
+ * The API server rotates its audit log at 100 MB (a full bench writes more):
+ * then the rest of the rotated file is read first, then the new one.
+ */
+async function auditSince(from: AuditMark): Promise<Map<string, number>> {
+  // The record of a request is written as its response completes: wait until
+  // the log stops growing before reading it.
+  let size = (await Deno.stat(env.auditLog)).size;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = (await Deno.stat(env.auditLog)).size;
+    if (now === size) break;
+    size = now;
+  }
+  const parts: [string, number][] = [];
+  if ((await auditMark()).ino !== from.ino) {
+    for await (const e of Deno.readDir(env.dir)) {
+      const path = `${env.dir}/${e.name}`;
+      if (e.name.startsWith("audit-") && (await Deno.stat(path)).ino === from.ino) {
+        parts.push([path, from.size]);
+      }
+    }
+    parts.push([env.auditLog, 0]);
+  } else {
+    parts.push([env.auditLog, from.size]);
+  }
+  const counts = new Map<string, number>();
+  for (const [path, offset] of parts) {
+    const file = await Deno.open(path);
+    await file.seek(offset, Deno.SeekMode.Start);
+    const text = await new Response(file.readable).text();
+    for (const line of text.split("\n")) {
+      if (!line) continue;
+      const r = JSON.parse(line);
+      if (r.user?.username !== ADMIN) continue;
+      const key = `${r.verb} ${r.objectRef?.resource ?? r.requestURI}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+  }
+  return counts;
+}
+
+/** Runs argv under /usr/bin/time; the child's figures, stdout and exit code. */
+async function measure(argv: string[], vars: Record<string, string> = {}, cwd = KUBEECR_DIR) {
+  const timeFile = `${env.dir}/bench-time.txt`;
+  const auditFrom = await auditMark();
+  const ecrFrom = ecr.tokenCalls();
+  const started = performance.now();
+  const out = await new Deno.Command(TIME, {
+    args: ["-f", "%U %S %M", "-o", timeFile, ...argv],
+    cwd,
+    clearEnv: true,
+    env: { ...childEnv, ...vars },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const wall = (performance.now() - started) / 1000;
+  // "Command exited with non-zero status 1" comes first when it failed.
+  const [user, sys, maxrssKiB] = (await Deno.readTextFile(timeFile)).trim().split("\n").at(-1)!
+    .split(" ").map(Number);
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return {
+    code: out.code,
+    stdout: decode(out.stdout),
+    stderr: decode(out.stderr),
+    wall,
+    cpu: user + sys,
+    rssMiB: maxrssKiB / 1024,
+    requests: await auditSince(auditFrom),
+    ecrCalls: ecr.tokenCalls() - ecrFrom,
+  };
+}
+
+/** A run that must write `written` Secrets; `server` reaches the API server another way. */
+/** The test environment's kubeconfig, pointed at `server` instead. */
+async function kubeconfigFor(server: string): Promise<string> {
+  const path = `${env.dir}/kubeconfig-${new URL(server).port}`;
+  const text = await Deno.readTextFile(env.kubeconfig);
+  await Deno.writeTextFile(path, text.replace(`server: ${env.server}`, `server: ${server}`), {
+    mode: 0o600,
+  });
+  return path;
+}
+
+/**
+ * A TCP pass-through in front of the API server that counts the connections
+ * a client opens (issue 7: at most concurrency + 1). TLS goes through it
+ * untouched; the serving certificate names 127.0.0.1, whatever the port.
+ * Runs through it are extra, not timed: piping every byte through this
+ * process would slow the client down.
+ */
+function connectionCounter() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const upstream = new URL(env.server);
+  const stats = { opened: 0, open: 0, peak: 0 };
+  (async () => {
+    for await (const conn of listener) {
+      stats.opened++;
+      stats.peak = Math.max(stats.peak, ++stats.open);
+      (async () => {
+        try {
+          const up = await Deno.connect({
+            hostname: upstream.hostname,
+            port: Number(upstream.port),
+          });
+          await Promise.allSettled([
+            conn.readable.pipeTo(up.writable),
+            up.readable.pipeTo(conn.writable),
+          ]);
+        } catch {
+          /* the client went away */
+        } finally {
+          stats.open--;
+        }
+      })();
+    }
+  })().catch(() => {});
+  return {
+    server: `https://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    /** Counts from zero; returns what the previous period saw. */
+    reset() {
+      const seen = { opened: stats.opened, peak: stats.peak };
+      stats.opened = 0;
+      stats.peak = stats.open;
+      return seen;
+    },
+    close: () => listener.close(),
+  };
+}
+
+type Runner = (written: number, server?: string) => Promise<Sample>;
+
+/** KubeECR as users run it; `written` is how many Secrets it must refresh. */
+const kubeecr = (args: string[], dir = KUBEECR_DIR): Runner => async (written, server) => {
+  const m = await measure(
+    [
+      Deno.execPath(),
+      "run",
+      ...RUN_FLAGS,
+      "-P=local",
+      `${dir}/main.ts`,
+      "--log-format=json",
+      ...args,
+    ],
+    server ? { KUBECONFIG: await kubeconfigFor(server) } : {},
+    dir,
+  );
+  const summaryLine = m.stdout.split("\n").find((l) => l.includes('"msg":"summary"'));
+  const summary = summaryLine ? JSON.parse(summaryLine) : undefined;
+  const what = `kubeecr${dir === KUBEECR_DIR ? "" : ` (${dir})`} ${args.join(" ")}`;
+  if (!summary) {
+    warn(`${what}: no summary line (exit ${m.code}):\n${(m.stdout + m.stderr).slice(-1500)}`);
+  } else if (m.code !== 0 || summary.refreshed !== written) {
+    warn(`${what}: exit ${m.code}, refreshed ${summary.refreshed}, expected ${written}`);
+  }
+  return { ...m, written: summary?.refreshed ?? -1 };
+};
+
+/** The reference client with the same flags. */
+const reference = (args: string[]): Runner => async (written, server = env.server) => {
+  const m = await measure([
+    Deno.execPath(),
+    "run",
+    ...RUN_FLAGS,
+    "--allow-net=127.0.0.1",
+    `--allow-read=${env.dir}`,
+    "--allow-env",
+    REFERENCE,
+    `--server=${server}`,
+    `--ca=${env.caCert}`,
+    `--cert=${env.admin.cert}`,
+    `--key=${env.admin.key}`,
+    ...args,
+  ]);
+  const what = `reference ${args.join(" ")}`;
+  let counts: { patched: number; listBytes: number } | undefined;
+  try {
+    counts = JSON.parse(m.stdout.trim().split("\n").at(-1)!);
+  } catch {
+    warn(`${what}: no result (exit ${m.code}):\n${(m.stdout + m.stderr).slice(-1500)}`);
+  }
+  if (counts && (m.code !== 0 || counts.patched !== written)) {
+    warn(`${what}: exit ${m.code}, patched ${counts.patched}, expected ${written}`);
+  }
+  return { ...m, written: counts?.patched ?? -1, listBytes: counts?.listBytes };
+};
+
+// --- scenarios ---------------------------------------------------------------
+
+interface Side {
+  label: string;
+  /** Which program: variants of either are printed in that program's column. */
+  program: "kubeecr" | "reference";
+  run: Runner;
+  samples: Sample[];
+  /** Connections opened / at most open at once, in the untimed counting run. */
+  connections?: { opened: number; peak: number };
+}
+
+interface Scenario {
+  id: string;
+  title: string;
+  /** KubeECR first, then the reference, then variants of either. */
+  sides: Side[];
+  /** Secrets each run must write. */
+  written: number;
+  /** Also count each side's connections in one extra, untimed run. */
+  connections?: boolean;
+  /** Cheap scenarios get more rounds: their medians suffer most from a busy machine. */
+  rounds?: number;
+}
+
+const scenarios: Scenario[] = [];
+
+function side(label: string, run: Runner): Side {
+  return { label, program: label.startsWith(KE) ? "kubeecr" : "reference", run, samples: [] };
+}
+
+/** The KubeECR of --compare with the same flags, as one more side. */
+function compareSide(args: string[]): Side[] {
+  return COMPARE_DIR ? [side(`${KE} ${compared}`, kubeecr(args, COMPARE_DIR))] : [];
+}
+
+/** Measured rounds, interleaved: A B C, then C B A, ... so drift hits every side alike. */
+async function measureScenario(s: Scenario, opts: { warmUp?: boolean } = {}) {
+  if (opts.warmUp) {
+    log(`${s.id}: warm-up round (Deno's caches), not measured`);
+    for (const x of s.sides) await x.run(s.written);
+  }
+  if (!wanted(s.id)) return;
+  scenarios.push(s);
+  const rounds = s.rounds ?? ROUNDS;
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 ? [...s.sides].reverse() : s.sides;
+    for (const x of order) {
+      const sample = await x.run(s.written);
+      x.samples.push(sample);
+      const p = patches(sample);
+      if (p !== s.written && s.written >= 0) {
+        warn(`${s.id} ${x.label}: the audit log shows ${p} Secret patches, expected ${s.written}`);
+      }
+      log(
+        `${s.id} round ${round + 1}/${rounds} ${x.label}: ${sample.wall.toFixed(2)} s wall, ` +
+          `${sample.cpu.toFixed(2)} s CPU, ${sample.rssMiB.toFixed(0)} MiB, ` +
+          `${total(sample)} requests (${lists(sample)} lists), ${sample.ecrCalls} ECR calls`,
+      );
+    }
+  }
+  if (s.connections) {
+    for (const x of s.sides) {
+      counter.reset();
+      await x.run(s.written, counter.server);
+      x.connections = counter.reset();
+      log(
+        `${s.id} ${x.label}: ${x.connections.opened} connections opened, ` +
+          `at most ${x.connections.peak} open at once`,
+      );
+    }
+  }
+}
+
+/** An unmeasured KubeECR run, so every Secret is fresh by KubeECR's own rules. */
+async function settleAll() {
+  log("settling: one KubeECR run so that every Secret is fresh by its own rules");
+  const m = await measure([
     Deno.execPath(),
     "run",
     "-P=local",
-    MAIN,
-    ...args,
-  ], { env: cliEnv, cwd: REPO });
-  return JSON.parse(out);
-}
-
-/** A run of the program; its summary line and the ECR calls it made. */
-async function kubeecr(args: string[]) {
-  const callsBefore = ecr.tokenCalls();
-  const m = await measure(["--log-format=json", ...args]);
-  const summary = m.output.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
-    .find((l) => l.msg === "summary");
-  if (!summary) throw new Error(`no summary (exit ${m.code}):\n${m.output.slice(-2000)}`);
-  return { ...m, summary, ecrCalls: ecr.tokenCalls() - callsBefore };
-}
-
-async function kubectlApply(items: unknown[]) {
-  const list = JSON.stringify({ apiVersion: "v1", kind: "List", items });
-  // Server-side apply: one request per object and no last-applied annotation,
-  // which could not hold a 900 KiB Secret's data anyway.
-  await run(
-    env.kubectl,
-    ["--kubeconfig", env.kubeconfig, "apply", "--server-side", "-f", "-"],
-    { stdin: list },
-  );
-}
-
-function base64(bytes: Uint8Array): string {
-  let text = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(text);
-}
-
-function randomBytes(n: number): Uint8Array {
-  const bytes = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
-  return bytes;
-}
-
-// ---------------------------------------------------------------------------
-
-interface Row {
-  what: string;
-  runs: Measured[];
-  note: string;
-}
-const rows: Row[] = [];
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const mib = (kib: number) => (kib / 1024).toFixed(0);
-
-function spread(xs: number[], fmt: (x: number) => string): string {
-  if (xs.length === 1) return fmt(xs[0]);
-  return `${fmt(median(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`;
-}
-
-function printTable() {
-  const header = ["measurement", "n", "wall s: median (min–max)", "peak RSS MiB", "notes"];
-  const body = rows.map((r) => [
-    r.what,
-    String(r.runs.length),
-    spread(r.runs.map((m) => m.seconds), (x) => x.toFixed(2)),
-    spread(r.runs.map((m) => m.maxrssKiB), mib),
-    r.note,
+    `${KUBEECR_DIR}/main.ts`,
+    "--log-format=json",
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
-  console.log(line(header));
-  console.log(line(widths.map((w) => "-".repeat(w))));
-  for (const b of body) console.log(line(b));
+  if (m.code !== 0) warn(`settling run exited ${m.code}:\n${m.stdout.slice(-1000)}`);
 }
 
-function describe(r: Awaited<ReturnType<typeof kubeecr>>): string {
-  const s = r.summary;
-  return `exit ${r.code}, ${s.refreshed} refreshed, ${s.fresh} fresh, ${s.failed} failed, ` +
-    `${r.ecrCalls} ECR calls`;
+// --- fixtures ----------------------------------------------------------------
+
+const b64 = (text: string) => new TextEncoder().encode(text).toBase64();
+const nsName = (i: number) => `bench-${String(i).padStart(5, "0")}`;
+
+function randomBase64(bytes: number): string {
+  const raw = new Uint8Array(bytes);
+  for (let i = 0; i < bytes; i += 65536) crypto.getRandomValues(raw.subarray(i, i + 65536));
+  return raw.toBase64();
 }
+
+async function createAll(label: string, objects: Iterable<[string, unknown]>, n: number) {
+  const started = performance.now();
+  log(`creating ${n.toLocaleString("en-US")} ${label}...`);
+  await forEachLimited(objects, 16, async ([path, body]) => {
+    await kube.json("POST", path, body);
+  });
+  log(`  done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+}
+
+function* range<T>(n: number, f: (i: number) => T): Iterable<T> {
+  for (let i = 0; i < n; i++) yield f(i);
+}
+
+const secretPath = (ns: string) => `/api/v1/namespaces/${ns}/secrets`;
+const pullSecret = (ns: string, name: string, region: string) => ({
+  metadata: { name, namespace: ns, annotations: { "deft.com/kubeecr": `${ACCOUNT}/${region}` } },
+  type: "kubernetes.io/dockerconfigjson",
+  data: { ".dockerconfigjson": b64('{"auths":{}}') },
+});
+
+// --- the run -----------------------------------------------------------------
+
+const loadBefore = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+const startedAt = new Date();
+const KE = "KubeECR";
+const REF = "reference";
 
 try {
-  // Warm-up, not measured: Deno's module cache and the first kubectl call.
-  await measure(["--version"]);
-
-  const startup: Measured[] = [];
-  for (let i = 0; i < REPEAT; i++) startup.push(await measure(["--version"]));
-  rows.push({ what: "1 start-up: --version", runs: startup, note: `exit ${startup[0].code}` });
-
-  log(`creating ${SECRETS} annotated Secrets in ${NAMESPACES.join(", ")}...`);
-  await kubectlApply(
-    NAMESPACES.map((name) => ({ apiVersion: "v1", kind: "Namespace", metadata: { name } })),
+  // 1. Cold start: the cluster holds one annotated Secret. Its warm-up round
+  // fills Deno's caches (transpiled modules, V8 code cache) for every scenario.
+  await kube.json("POST", "/api/v1/namespaces", { metadata: { name: "bench-cold" } });
+  await kube.json(
+    "POST",
+    secretPath("bench-cold"),
+    pullSecret("bench-cold", "ecr-pull", REGIONS[0]),
   );
-  await kubectlApply(Array.from({ length: SECRETS }, (_, i) => ({
-    apiVersion: "v1",
-    kind: "Secret",
-    type: "kubernetes.io/dockerconfigjson",
-    metadata: {
-      name: `pull-${String(i).padStart(3, "0")}`,
-      namespace: NAMESPACES[i % NAMESPACES.length],
-      annotations: { "deft.com/kubeecr": `123456789012/${REGIONS[i % REGIONS.length]}` },
-    },
-    data: { ".dockerconfigjson": btoa('{"auths":{}}') },
-  })));
+  await measureScenario({
+    id: "cold",
+    title: "cold start, 1 due Secret",
+    written: 1,
+    rounds: 2 * ROUNDS,
+    sides: [
+      side(KE, kubeecr(["--force"])),
+      side(REF, reference(["--force"])),
+      ...compareSide(["--force"]),
+    ],
+  }, { warmUp: true });
+  await kube.json("DELETE", `${secretPath("bench-cold")}/ecr-pull`);
 
-  const first = await kubeecr([]);
-  rows.push({ what: `2 first run: ${SECRETS} due`, runs: [first], note: describe(first) });
-  const forced = [];
-  for (let i = 0; i < REPEAT; i++) forced.push(await kubeecr(["--force"]));
-  rows.push({ what: `2 same, --force`, runs: forced, note: describe(forced.at(-1)!) });
-
-  const fresh = [];
-  for (let i = 0; i < REPEAT; i++) fresh.push(await kubeecr([]));
-  rows.push({ what: "3 second run: all fresh", runs: fresh, note: describe(fresh.at(-1)!) });
-
-  log(`adding ${LARGE_SECRETS} Opaque Secrets of ${LARGE_BYTES / 1024} KiB...`);
-  const payload = base64(randomBytes(LARGE_BYTES));
-  for (let batch = 0; batch < LARGE_SECRETS; batch += 10) {
-    await kubectlApply(Array.from({ length: 10 }, (_, j) => ({
-      apiVersion: "v1",
-      kind: "Secret",
-      type: "Opaque",
-      metadata: {
-        name: `sh.helm.release.v1.app-${batch + j}.v1`,
-        namespace: NAMESPACES[(batch + j) % NAMESPACES.length],
-        labels: { owner: "helm", name: `app-${batch + j}`, status: "deployed", version: "1" },
-      },
-      data: { release: payload },
-    })));
+  // 2. The N annotated Secrets, one per namespace, over three regions.
+  await createAll(
+    "namespaces",
+    range(SECRETS, (i) => ["/api/v1/namespaces", { metadata: { name: nsName(i) } }]),
+    SECRETS,
+  );
+  await createAll(
+    "annotated dockerconfigjson Secrets",
+    range(SECRETS, (i) => [
+      secretPath(nsName(i)),
+      pullSecret(nsName(i), "ecr-pull", REGIONS[i % REGIONS.length]),
+    ]),
+    SECRETS,
+  );
+  const n = SECRETS.toLocaleString("en-US");
+  for (const c of [4, 16]) {
+    await measureScenario({
+      id: `full-c${c}`,
+      title:
+        `full refresh, ${n} Secrets in ${n} namespaces, concurrency ${c}, one Event per Secret`,
+      written: SECRETS,
+      connections: true,
+      sides: [
+        side(KE, kubeecr(["--force", `--concurrency=${c}`])),
+        side(REF, reference(["--force", `--concurrency=${c}`])),
+        side(`${REF} without Events`, reference(["--force", `--concurrency=${c}`, "--no-events"])),
+        side(`${REF} over HTTP/1.1`, reference(["--force", `--concurrency=${c}`, "--http1"])),
+        ...compareSide(["--force", `--concurrency=${c}`]),
+      ],
+    });
   }
-  const withLarge = [];
-  for (let i = 0; i < REPEAT; i++) withLarge.push(await kubeecr([]));
-  rows.push({
-    what: `4 second run + ${LARGE_SECRETS} × ${LARGE_BYTES / 1024} KiB`,
-    runs: withLarge,
-    note: describe(withLarge.at(-1)!),
-  });
 
-  console.log(
-    `\nKubeECR bench — Deno ${Deno.version.deno}, Kubernetes ${env.kubernetesVersion}, ` +
-      `${Deno.build.os}/${Deno.build.arch}, ${new Date().toISOString().slice(0, 10)}; ` +
-      `${SECRETS} Secrets in ${NAMESPACES.length} namespaces, ${REGIONS.length} regions\n`,
-  );
-  printTable();
-  const everything = await run(env.kubectl, [
-    "--kubeconfig",
-    env.kubeconfig,
-    "get",
-    "--raw",
-    "/api/v1/secrets",
-  ]);
-  console.log(
-    `\n(For scale: listing every Secret of the cluster, GET /api/v1/secrets, ` +
-      `returns ${(everything.length / 1024 / 1024).toFixed(1)} MiB of JSON.)`,
-  );
+  // 3. No-op: everything fresh.
+  const noop = (id: string, title: string) => ({
+    id,
+    title,
+    written: 0,
+    rounds: 2 * ROUNDS,
+    sides: [side(KE, kubeecr([])), side(REF, reference([])), ...compareSide([])],
+  });
+  if (wanted("noop")) {
+    await settleAll();
+    await measureScenario(noop("noop", `no-op, ${n} fresh Secrets`));
+  }
+
+  // 4. Issue 7: unannotated dockerconfigjson Secrets of 500 KiB beside them.
+  if (BIG > 0 && (wanted("noop-big") || wanted("full-c4-big"))) {
+    const bigConfig = b64(
+      JSON.stringify({ auths: { "registry.example.com": { auth: randomBase64(375 * 1024) } } }),
+    );
+    await createAll(
+      "unannotated dockerconfigjson Secrets of 500 KiB",
+      range(BIG, (i) => [secretPath(nsName(i % SECRETS)), {
+        metadata: { name: "big-pull" },
+        type: "kubernetes.io/dockerconfigjson",
+        data: { ".dockerconfigjson": bigConfig },
+      }]),
+      BIG,
+    );
+    const beside = `, beside ${BIG} unannotated dockerconfigjson Secrets of 500 KiB`;
+    if (wanted("noop-big")) {
+      await settleAll();
+      await measureScenario(noop("noop-big", `no-op, ${n} fresh Secrets${beside}`));
+    }
+    await measureScenario({
+      id: "full-c4-big",
+      title: `full refresh, concurrency 4, with Events${beside}`,
+      written: SECRETS,
+      sides: [
+        side(KE, kubeecr(["--force", "--concurrency=4"])),
+        side(REF, reference(["--force", "--concurrency=4"])),
+        ...compareSide(["--force", "--concurrency=4"]),
+      ],
+    });
+    await forEachLimited(range(BIG, (i) => nsName(i % SECRETS)), 16, async (ns) => {
+      await kube.json("DELETE", `${secretPath(ns)}/big-pull`, undefined, { accept: [404] });
+    });
+  }
+
+  // 5. Many other Secrets: small Opaque ones and Helm-release sized ones.
+  if (wanted("noop-others")) {
+    await createAll(
+      "small Opaque Secrets",
+      range(OTHERS, (i) => [secretPath(nsName(i % SECRETS)), {
+        metadata: { name: `opaque-${i}` },
+        type: "Opaque",
+        data: { "config.yaml": b64(`key: value-${i}\nother: ${"x".repeat(64)}\n`) },
+      }]),
+      OTHERS,
+    );
+    const release = randomBase64(256 * 1024);
+    await createAll(
+      "Opaque Secrets of 256 KiB",
+      range(LARGE, (i) => [secretPath(nsName(i % SECRETS)), {
+        metadata: {
+          name: `sh.helm.release.v1.app-${i}.v1`,
+          labels: { owner: "helm", name: `app-${i}`, status: "deployed", version: "1" },
+        },
+        type: "helm.sh/release.v1",
+        data: { release },
+      }]),
+      LARGE,
+    );
+    await settleAll();
+    await measureScenario(noop(
+      "noop-others",
+      `no-op, ${n} fresh Secrets, beside ${OTHERS.toLocaleString("en-US")} small Opaque ` +
+        `Secrets and ${LARGE} of 256 KiB`,
+    ));
+  }
 } finally {
+  counter.close();
+  kube.close();
   await ecr.close();
   await env.stop();
 }
+
+// --- the report ----------------------------------------------------------------
+
+const loadAfter = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+};
+const med = (x: Side, f: (s: Sample) => number) => median(x.samples.map(f));
+const secs = (v: number) => v < 10 ? v.toFixed(2) : v.toFixed(1);
+const int = (v: number) => Math.round(v).toLocaleString("en-US");
+const ratio = (a: number, b: number) => b > 0 ? `${(a / b).toFixed(1)}×` : "–";
+
+const plural = (v: number, word: string) => `${int(v)} ${word}${v === 1 ? "" : "s"}`;
+
+function cell(x: Side): string {
+  const l = med(x, lists);
+  return `${secs(med(x, (s) => s.wall))} s wall, ${secs(med(x, (s) => s.cpu))} s CPU, ` +
+    `${int(med(x, (s) => s.rssMiB))} MiB, ${plural(med(x, total), "request")} ` +
+    `(${plural(l, "list")})`;
+}
+
+function ratios(a: Side, b: Side): string {
+  return `${ratio(med(a, (s) => s.wall), med(b, (s) => s.wall))} wall, ` +
+    `${ratio(med(a, (s) => s.cpu), med(b, (s) => s.cpu))} CPU, ` +
+    `${ratio(med(a, (s) => s.rssMiB), med(b, (s) => s.rssMiB))} RSS`;
+}
+
+const out: string[] = [];
+const print = (line = "") => out.push(line);
+const date = startedAt.toISOString().slice(0, 10);
+print(
+  `KubeECR ${measured}${compared ? ` (and ${compared}, interleaved)` : ""} and the reference ` +
+    `client (tests/bench/reference.ts), ${date}: ` +
+    (RUN_FLAGS.length ? `deno run ${RUN_FLAGS.join(" ")}, ` : "") +
+    `Deno ${Deno.version.deno}, ` +
+    `Kubernetes ${env.kubernetesVersion}, ${Deno.build.os}/${Deno.build.arch}, ` +
+    `${navigator.hardwareConcurrency} CPUs (load average ${loadBefore} before, ${loadAfter} after); ` +
+    `medians of ${ROUNDS} interleaved rounds (${
+      2 * ROUNDS
+    } for cold start and no-op); ratio = KubeECR ÷ reference. The reference ` +
+    `speaks HTTP/2 (Deno's default: one connection) unless the row says otherwise.`,
+);
+print();
+print("| scenario | KubeECR | reference client | ratio |");
+print("| --- | --- | --- | --- |");
+for (const s of scenarios) {
+  const [k, r, ...variants] = s.sides;
+  print(`| ${s.title} | ${cell(k)} | ${cell(r)} | ${ratios(k, r)} |`);
+  for (const v of variants) {
+    // A reference variant: KubeECR ÷ it. Another KubeECR: it ÷ the reference.
+    print(
+      v.program === "reference"
+        ? `| same, ${v.label} | | ${cell(v)} | ${ratios(k, v)} |`
+        : `| same, ${v.label} | ${cell(v)} | | ${ratios(v, r)} |`,
+    );
+  }
+}
+
+print();
+print("Spread (min–max over the rounds) and what each side did:");
+print();
+print("| scenario | side | wall s | CPU s | peak RSS MiB | requests | ECR calls | connections |");
+print("| --- | --- | --- | --- | --- | --- | --- | --- |");
+const span = (x: Side, f: (s: Sample) => number, fmt: (v: number) => string) => {
+  const v = x.samples.map(f);
+  const spread = Math.max(...v) / Math.min(...v) - 1;
+  return `${fmt(median(v))} (${fmt(Math.min(...v))}–${fmt(Math.max(...v))}, ±${
+    (spread * 50).toFixed(0)
+  }%)`;
+};
+for (const s of scenarios) {
+  for (const x of s.sides) {
+    const last = x.samples.at(-1)!;
+    const byKind = [...last.requests].sort().map(([k, v]) => `${k} ${v}`).join(", ");
+    const bytes = last.listBytes === undefined
+      ? ""
+      : `; ${(last.listBytes / 1e6).toFixed(1)} MB of lists read`;
+    print(
+      `| ${s.id} | ${x.label} | ${span(x, (m) => m.wall, secs)} | ${
+        span(x, (m) => m.cpu, secs)
+      } | ` +
+        `${span(x, (m) => m.rssMiB, int)} | ${byKind}${bytes} | ${last.ecrCalls} | ${
+          x.connections ? `${x.connections.opened} opened, ≤ ${x.connections.peak} at once` : ""
+        } |`,
+    );
+  }
+}
+
+// Issue 7: memory with and without the big unannotated Secrets, side by side.
+const byId = new Map(scenarios.map((s) => [s.id, s]));
+const pairs = [["noop", "noop-big"], ["full-c4", "full-c4-big"]]
+  .filter(([a, b]) => byId.has(a) && byId.has(b));
+if (pairs.length) {
+  print();
+  print(`Peak RSS without and with ${BIG} unannotated dockerconfigjson Secrets of 500 KiB:`);
+  print();
+  print("| run | side | without | with | difference |");
+  print("| --- | --- | --- | --- | --- |");
+  for (const [a, b] of pairs) {
+    for (let i = 0; i < byId.get(b)!.sides.length; i++) {
+      const label = byId.get(b)!.sides[i].label;
+      const without = byId.get(a)!.sides.find((x) => x.label === label);
+      if (!without) continue;
+      const x = med(without, (s) => s.rssMiB);
+      const y = med(byId.get(b)!.sides[i], (s) => s.rssMiB);
+      print(
+        `| ${a} | ${label} | ${int(x)} MiB | ${int(y)} MiB | ` +
+          `${y >= x ? "+" : ""}${int(y - x)} MiB |`,
+      );
+    }
+  }
+}
+
+// The targets of issues 10 and 7, checked against this run's figures.
+const targets: [string, boolean][] = [];
+const ke = (id: string) => byId.get(id)?.sides[0];
+const rf = (id: string) => byId.get(id)?.sides[1];
+const wallOf = (x: Side) => med(x, (s) => s.wall);
+const cpuOf = (x: Side) => med(x, (s) => s.cpu);
+const rssOf = (x: Side) => med(x, (s) => s.rssMiB);
+for (const id of ["full-c4", "full-c16"]) {
+  const [k, r] = [ke(id), rf(id)];
+  if (!k || !r) continue;
+  targets.push([`${id}: wall ≤ 1.25× the reference's`, wallOf(k) <= 1.25 * wallOf(r)]);
+  targets.push([`${id}: CPU ≤ 2× the reference's`, cpuOf(k) <= 2 * cpuOf(r)]);
+  const c = Number(id.slice("full-c".length));
+  if (k.connections) {
+    targets.push([
+      `${id}: connections ≤ ${c + 1}, saw ${k.connections.opened}`,
+      k.connections.opened <= c + 1,
+    ]);
+  }
+  const quiet = ke("noop");
+  if (quiet) targets.push([`${id}: peak RSS ≤ no-op's + 25 MiB`, rssOf(k) <= rssOf(quiet) + 25]);
+}
+const others = ke("noop-others");
+if (others) {
+  // ⌈N/500⌉, plus the empty last page the server answers when N is a multiple
+  // of 500 and other Secrets sort after the last match: the reference's count.
+  const want = Math.max(Math.ceil(SECRETS / PAGE), med(rf("noop-others")!, lists));
+  targets.push([`noop-others: wall ≤ 1.0 s`, wallOf(others) <= 1.0]);
+  targets.push([
+    `noop-others: ${want} list requests (⌈${SECRETS}/${PAGE}⌉, or the reference's), saw ${
+      med(others, lists)
+    }`,
+    med(others, lists) <= want,
+  ]);
+}
+const cold = ke("cold");
+if (cold) targets.push([`cold: wall ≤ 0.45 s`, wallOf(cold) <= 0.45]);
+for (const [a, b] of pairs) {
+  const [x, y] = [rssOf(byId.get(a)!.sides[0]), rssOf(byId.get(b)!.sides[0])];
+  targets.push([`${b}: peak RSS ≤ ${a}'s + 30 MiB (issue 7)`, y <= x + 30]);
+}
+if (targets.length) {
+  print();
+  print("Targets (issues 10 and 7), KubeECR's medians of this run:");
+  print();
+  for (const [what, ok] of targets) print(`- ${ok ? "met" : "NOT met"}: ${what}`);
+}
+if (warnings.length) {
+  print();
+  print(`${warnings.length} warning(s): some runs did not do the expected work (see stderr).`);
+}
+console.log(out.join("\n"));
+Deno.exit(warnings.length ? 1 : 0);
