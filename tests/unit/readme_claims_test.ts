@@ -21,8 +21,8 @@ Deno.test("README's CronJob bullets match the manifest", () => {
   assert.match(readme, new RegExp(`retries ${field("backoffLimit")} times`));
   assert.match(readme, new RegExp(`killed after ${field("activeDeadlineSeconds") / 60} minutes`));
   assert.equal(field("successfulJobsHistoryLimit"), 1);
-  assert.match(readme, /keeps the last successful Job until the next one succeeds/);
+  assert.match(readme, /keeps the last successful Job until the next one\s+succeeds/);
   assert.match(readme, new RegExp(`the last ${field("failedJobsHistoryLimit")} failed\\s+Jobs`));
   assert.equal(field("ttlSecondsAfterFinished"), 86400);
-  assert.match(readme, /for up to a day/);
+  assert.match(readme, /for up to a\s+day/);
 });
