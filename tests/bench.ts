@@ -3,9 +3,10 @@
  * reference client that does the same work with nothing but Deno's native
  * `fetch` (tests/bench/reference.ts), against one real API server.
  *
- *   deno task bench                 full sizes (2,000 Secrets, 20,000 others), ~15-30 min
+ *   deno task bench                 full sizes (2,000 Secrets, 20,000 others), 10-20 min
  *   deno task bench --quick         small sizes, 2 rounds: about a minute, for iterating
  *   deno task bench --rounds 7 --secrets 500 --only cold,full-c4
+ *   deno task bench --compare DIR   another checkout of KubeECR in the same rounds
  *
  * Both run as users run them, one process each, with the same Deno binary:
  * KubeECR as `deno run -P=local main.ts`, the reference as `deno run` of its
