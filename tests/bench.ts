@@ -9,7 +9,7 @@
  *   deno task bench --compare DIR   another checkout of KubeECR in the same rounds
  *
  * Both run as users run them, one process each, with the same Deno binary:
- * KubeECR as `deno run -P=local main.ts`, the reference as `deno run` of its
+ * KubeECR as `deno task start` runs it (`deno run` with the task's flags), the reference as `deno run` of its
  * file, each under `/usr/bin/time`, which reports the child's wall time,
  * CPU (user + sys) and peak RSS (getrusage of the child). Requests are
  * counted from the API server's audit log, ECR calls at the ECR proxy in
@@ -328,8 +328,8 @@ const kubeecr = (args: string[], dir = KUBEECR_DIR): Runner => async (written, s
     [
       Deno.execPath(),
       "run",
+      ...await startFlags(dir),
       ...RUN_FLAGS,
-      "-P=local",
       `${dir}/main.ts`,
       "--log-format=json",
       ...args,
@@ -451,13 +451,26 @@ async function measureScenario(s: Scenario, opts: { warmUp?: boolean } = {}) {
   }
 }
 
+/**
+ * The `deno run` flags of a checkout's `deno task start` (permission set, V8
+ * flags), so the bench measures KubeECR as users run it, whatever the
+ * checkout: "deno run --quiet -P=local --v8-flags=… main.ts" → its flags.
+ */
+async function startFlags(dir: string): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(`${dir}/deno.json`));
+  const words: string[] = config.tasks.start.split(/\s+/);
+  const flags = words.slice(words.indexOf("run") + 1, words.indexOf("main.ts"));
+  if (!flags.some((f) => f.startsWith("-P"))) throw new Error(`${dir}: no -P in tasks.start`);
+  return flags;
+}
+
 /** An unmeasured KubeECR run, so every Secret is fresh by KubeECR's own rules. */
 async function settleAll() {
   log("settling: one KubeECR run so that every Secret is fresh by its own rules");
   const m = await measure([
     Deno.execPath(),
     "run",
-    "-P=local",
+    ...await startFlags(KUBEECR_DIR),
     `${KUBEECR_DIR}/main.ts`,
     "--log-format=json",
   ]);
