@@ -9,7 +9,7 @@ import { discover, DiscoveryError, type Found, wrongTypeSecrets } from "./discov
 import { assess } from "./assess.ts";
 import type { Registry } from "./annotation.ts";
 import type { TokenSource } from "./ecr.ts";
-import { BudgetError, describeError, KubeEcrError, refString } from "./errors.ts";
+import { BudgetError, describeError, KubeEcrError, refString, type SecretRef } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { type Outcome, writeSecret } from "./patch.ts";
 import { logSummary, reportOutcome, type Summary, Tally } from "./report.ts";
@@ -51,6 +51,9 @@ const WRONG_TYPE_MESSAGE = (annotation: string) =>
   "so no registry credentials can be written into it; recreate it with " +
   "'kubectl create secret docker-registry' (or type: kubernetes.io/dockerconfigjson), or remove the annotation";
 
+/** Just the reference: outcomes must not hold on to a Secret's data. */
+const refOf = (s: SecretRef): SecretRef => ({ namespace: s.namespace, name: s.name });
+
 /** The run could not start: nothing was looked at (exit code 2). */
 export class CannotStartError extends KubeEcrError {
   constructor(message: string, options?: ErrorOptions & { flag?: string }) {
@@ -80,7 +83,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
   };
 
   const refresh = async (secret: StoredSecret, registries: Registry[]): Promise<Outcome> => {
-    const ref = { namespace: secret.namespace, name: secret.name };
+    const ref = refOf(secret);
     const got = await tokens.forRegions(registries.map((r) => r.region));
     if (deps.budget.aborted) {
       return { kind: "failed", secret: ref, reason: "RefreshFailed", message: outOfTime() };
@@ -103,17 +106,15 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
 
   // A task never throws: whatever goes wrong is that Secret's outcome.
   const settle = async (secret: StoredSecret, work: () => Promise<Outcome>) => {
-    const ref = { namespace: secret.namespace, name: secret.name };
+    const ref = refOf(secret);
     let outcome: Outcome;
     try {
       outcome = await work();
     } catch (err) {
+      // The Secret's "failed" line carries the cause chain: one line per Secret.
       const message = err instanceof BudgetError
         ? outOfTime()
         : `unexpected failure: ${describeError(err)}`;
-      if (!(err instanceof BudgetError)) {
-        log.error("unexpected failure", { secret: refString(ref), error: describeError(err) });
-      }
       outcome = { kind: "failed", secret: ref, reason: "RefreshFailed", message };
     }
     await report(outcome, secret.uid);
@@ -131,7 +132,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
       // No event: the namespace has not opted in, so KubeECR writes nothing there.
       await report({
         kind: "skipped",
-        secret: { namespace: secret.namespace, name: secret.name },
+        secret: refOf(secret),
         why: `its namespace is not selected by --namespace-selector ${opts.namespaceSelector}`,
       }, secret.uid);
       return;
@@ -145,14 +146,14 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
     if (a.kind === "fresh") {
       await report({
         kind: "fresh",
-        secret: { namespace: secret.namespace, name: secret.name },
+        secret: refOf(secret),
         hosts: a.registries.map((r) => r.host),
         expiresAt: a.expiresAt,
       }, secret.uid);
     } else if (a.kind === "invalid") {
       const outcome: Outcome = {
         kind: "failed",
-        secret: { namespace: secret.namespace, name: secret.name },
+        secret: refOf(secret),
         reason: a.reason,
         message: a.message,
       };
@@ -180,7 +181,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
         for (const secret of page) {
           const outcome: Outcome = {
             kind: "failed",
-            secret: { namespace: secret.namespace, name: secret.name },
+            secret: refOf(secret),
             reason: "InvalidSecretType",
             message: WRONG_TYPE_MESSAGE(opts.annotation),
           };
