@@ -335,7 +335,7 @@ function refused(
     status,
     target,
     `${operation} ${where}: HTTP ${status}${body.message ? `: ${body.message}` : ""}${hint}`,
-    { reason: terminating ? "NamespaceTerminating" : body.reason, serverMessage: body.message },
+    { serverMessage: body.message },
   );
 }
 
@@ -521,8 +521,8 @@ export class KubeSecretStore implements SecretStore {
   }
 
   async get(ref: SecretRef): Promise<StoredSecret | undefined> {
-    // Any annotation key works here: get() is only used after a 409, and the
-    // caller compares the marker it already knows.
+    // Every annotation is kept (toStoredAll): get() is only used after a 409,
+    // where the caller compares the marker it already knows.
     const answer = await this.#api.call("get", ref, { method: "GET", path: secretPath(ref) }, (
       res,
     ) => res.json() as Promise<SecretJson>);

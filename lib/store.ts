@@ -91,17 +91,13 @@ export class KubeApiError extends KubeEcrError {
     readonly target: SecretRef | { namespace?: string },
     message: string,
     options?: ErrorOptions & {
-      /** The Status reason, e.g. "NotFound", "Expired", "BadRequest". */
-      reason?: string;
       /** The Status message, as the server wrote it. */
       serverMessage?: string;
     },
   ) {
     super(message, options);
-    this.reason = options?.reason;
     this.serverMessage = options?.serverMessage;
   }
-  readonly reason: string | undefined;
   readonly serverMessage: string | undefined;
 
   /** No answer, or an answer saying the identity is not accepted at all. */
