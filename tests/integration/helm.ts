@@ -39,9 +39,9 @@ export interface HelmResult {
 }
 
 /** Runs helm with `args`; a non-zero exit is returned, not thrown. */
-export async function helm(args: string[], opts: { stdin?: string } = {}): Promise<HelmResult> {
+export async function helm(args: string[]): Promise<HelmResult> {
   const dir = await helmHome();
-  const child = new Deno.Command(await helmBin(), {
+  const out = await new Deno.Command(await helmBin(), {
     args,
     clearEnv: true,
     env: {
@@ -52,16 +52,10 @@ export async function helm(args: string[], opts: { stdin?: string } = {}): Promi
       HELM_DATA_HOME: `${dir}/data`,
       NO_COLOR: "1",
     },
-    stdin: opts.stdin === undefined ? "null" : "piped",
+    stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).spawn();
-  if (opts.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(opts.stdin));
-    await writer.close();
-  }
-  const out = await child.output();
+  }).output();
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
 }

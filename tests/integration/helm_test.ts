@@ -47,13 +47,32 @@ async function scratch(prefix: string): Promise<string> {
  * objects kustomize renders that the chart leaves to the user.
  */
 const INSTALLS = {
-  "manifests": { values: "ci/manifests-values.yaml", userSupplied: [] as string[] },
+  "manifests": {
+    values: "ci/manifests-values.yaml",
+    userSupplied: [] as string[],
+    unlabelled: [] as string[],
+  },
   "examples/installation": {
     values: "ci/installation-values.yaml",
     // From aws.env by the example's secretGenerator; with Helm the user creates it (README,
     // Install) and awsSecret.name reads it.
     userSupplied: ["v1 Secret kubeecr/kubeecr-aws-secrets"],
+    // The admission component's objects: kustomize's `labels` (manifests/kustomization.yaml)
+    // do not reach objects a component adds in the including kustomization, so kustomize renders
+    // them without app.kubernetes.io/name and /component; the chart labels every object alike.
+    // A known gap of the kustomize install (reported, not changed here): when it is closed, this
+    // list must go, and the comparison says so.
+    unlabelled: [
+      "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy kubeecr-annotation",
+      "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicyBinding kubeecr-annotation",
+    ],
   },
+};
+
+/** The labels of the kustomize installs (manifests/base/kustomization.yaml). */
+const KUSTOMIZE_LABELS = {
+  "app.kubernetes.io/name": "kubeecr",
+  "app.kubernetes.io/component": "credential-refresher",
 };
 
 /** kustomize output of one install, from a scratch copy of the tree (`root`, made if absent). */
@@ -144,7 +163,7 @@ function differences(
   fromHelm: Obj[],
   fromKustomize: Obj[],
   labels: Record<string, string>,
-  userSupplied: string[],
+  { userSupplied, unlabelled }: { userSupplied: string[]; unlabelled: string[] },
 ): string[] {
   const found: string[] = [];
   const chart = new Map<string, Obj>();
@@ -171,6 +190,23 @@ function differences(
   for (const id of userSupplied) {
     if (!installed.delete(id)) found.push(`${id}: expected from kustomize (the user's), missing`);
   }
+  for (const id of unlabelled) {
+    const fromChart = chart.get(id)?.metadata;
+    const fromKust = installed.get(id)?.metadata;
+    if (!fromChart || !fromKust) continue; // reported below as only on one side
+    if (fromKust.labels !== undefined) {
+      found.push(
+        `${id}: kustomize labels it now (${canonical(fromKust.labels)}): drop it from unlabelled`,
+      );
+    }
+    for (const [key, value] of Object.entries(KUSTOMIZE_LABELS)) {
+      if (fromChart.labels?.[key] !== value) {
+        found.push(`${id} metadata.labels["${key}"]: ${fromChart.labels?.[key]}, want ${value}`);
+      }
+      delete fromChart.labels?.[key];
+    }
+    if (fromChart.labels && Object.keys(fromChart.labels).length === 0) delete fromChart.labels;
+  }
   for (const [id, o] of chart) {
     const other = installed.get(id);
     if (!other) {
@@ -186,14 +222,14 @@ function differences(
   return found;
 }
 
-for (const [target, { values, userSupplied }] of Object.entries(INSTALLS)) {
+for (const [target, { values, ...accounted }] of Object.entries(INSTALLS)) {
   Deno.test(`helm template with ${values} renders the objects of kubectl kustomize ${target}`, async () => {
     const [fromHelm, fromKustomize] = await Promise.all([
       template({ values: [values] }),
       renderKustomize(target as keyof typeof INSTALLS),
     ]);
     assert.ok(fromHelm.length >= 5, `helm renders the install: ${fromHelm.map(idOf)}`);
-    const found = differences(fromHelm, fromKustomize, await helmLabels("kubeecr"), userSupplied);
+    const found = differences(fromHelm, fromKustomize, await helmLabels("kubeecr"), accounted);
     assert.deepEqual(found, []);
   });
 }
@@ -206,12 +242,12 @@ Deno.test("the comparison fails when a manifest changes on the kustomize side on
   const text = await Deno.readTextFile(file);
   assert.ok(text.includes("memory: 320Mi"));
   await Deno.writeTextFile(file, text.replace("memory: 320Mi", "memory: 384Mi"));
-  for (const [target, { values, userSupplied }] of Object.entries(INSTALLS)) {
+  for (const [target, { values, ...accounted }] of Object.entries(INSTALLS)) {
     const found = differences(
       await template({ values: [values] }),
       await renderKustomize(target as keyof typeof INSTALLS, root),
       await helmLabels("kubeecr"),
-      userSupplied,
+      accounted,
     );
     assert.deepEqual(found, [
       "batch/v1 CronJob kubeecr/kubeecr .spec.jobTemplate.spec.template.spec.containers[0]" +
@@ -228,12 +264,12 @@ Deno.test("the comparison fails when the chart changes only", async () => {
   const verbs = `verbs: ["get", "list", "patch"]`;
   assert.ok(text.includes(verbs));
   await Deno.writeTextFile(file, text.replace(verbs, `verbs: ["get", "list", "patch", "update"]`));
-  for (const [target, { values, userSupplied }] of Object.entries(INSTALLS)) {
+  for (const [target, { values, ...accounted }] of Object.entries(INSTALLS)) {
     const found = differences(
       await template({ chart, values: [values] }),
       await renderKustomize(target as keyof typeof INSTALLS),
       await helmLabels("kubeecr", chart),
-      userSupplied,
+      accounted,
     );
     assert.equal(found.length, 1, found.join("\n"));
     assert.match(
@@ -249,7 +285,7 @@ Deno.test("the comparison fails when a Helm label is missing or wrong", async ()
   const labels = await helmLabels("kubeecr");
   const [cronjob] = fromHelm.filter((o) => o.kind === "CronJob");
   delete cronjob.spec.jobTemplate.spec.template.metadata.labels["helm.sh/chart"];
-  assert.deepEqual(differences(fromHelm, fromKustomize, labels, []), [
+  assert.deepEqual(differences(fromHelm, fromKustomize, labels, INSTALLS.manifests), [
     `batch/v1 CronJob kubeecr/kubeecr spec.jobTemplate.spec.template.metadata.labels["helm.sh/chart"]: undefined, want ${
       labels["helm.sh/chart"]
     }`,
@@ -665,6 +701,52 @@ Deno.test("the hardened chart, created on the API server, refuses at admission a
     assert.equal(summaryOf(result).refreshed, 1, result.stdout);
     const secret = await readSecret(own, "opted-in", "pull");
     assert.ok(dockerConfigOf(secret).auths[hostOf(valid)]?.auth, "the registry entry is written");
+
+    // README's way: `helm install --create-namespace` (the plain install, as a second release
+    // beside the first), then `helm uninstall` removes what it created, cluster-scoped included.
+    const kube = ["--kubeconfig", own.kubeconfig];
+    const install = await helm([
+      "install",
+      "second",
+      CHART,
+      "--namespace",
+      "second",
+      "--create-namespace",
+      ...kube,
+    ]);
+    assert.equal(install.code, 0, install.stdout + install.stderr);
+    const clusterScoped = async () =>
+      (await as([
+        "get",
+        "clusterrole,clusterrolebinding",
+        "-l",
+        "app.kubernetes.io/instance=second",
+        "-o",
+        "name",
+      ])).trim();
+    assert.deepEqual((await clusterScoped()).split("\n").sort(), [
+      "clusterrole.rbac.authorization.k8s.io/second-kubeecr",
+      "clusterrolebinding.rbac.authorization.k8s.io/second-kubeecr",
+    ]);
+    const inNamespace = await as([
+      "-n",
+      "second",
+      "get",
+      "cronjob,serviceaccount",
+      "-l",
+      "app.kubernetes.io/instance=second",
+      "-o",
+      "name",
+    ]);
+    assert.deepEqual(inNamespace.trim().split("\n").sort(), [
+      "cronjob.batch/second-kubeecr",
+      "serviceaccount/second-kubeecr",
+    ]);
+    const uninstall = await helm(["uninstall", "second", "--namespace", "second", ...kube]);
+    assert.equal(uninstall.code, 0, uninstall.stdout + uninstall.stderr);
+    assert.equal(await clusterScoped(), "", "uninstall removes the cluster-scoped objects");
+    // The first release is untouched by the second's uninstall.
+    await as(["get", "clusterrole", "kubeecr"]);
   } finally {
     await ecr.close();
     await own.stop();
