@@ -308,6 +308,14 @@ Deno.test("helm lint --strict is clean with the defaults and with each ci/ value
   }
 });
 
+Deno.test("the chart's version is deno.json's, as the release checks for each tag", async () => {
+  const deno = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
+  const meta = await chartMeta();
+  assert.equal(meta.version, deno.version);
+  // The image: the comparison above holds it equal to manifests/base/cronjob.yaml's.
+  assert.equal(meta.appVersion, `v${deno.version}`);
+});
+
 // ---------------------------------------------------------------------------
 // Every flag a value, and the schema as strict as the program
 
