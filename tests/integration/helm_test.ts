@@ -6,15 +6,17 @@
  *   `kubectl kustomize manifests/`, with ci/installation-values.yaml it is `kubectl kustomize
  *   examples/installation`. Compared as parsed objects, sorted by identity. Helm's own labels are
  *   checked (exact values) and then removed at the three places the chart puts them; the one
- *   object only kustomize renders (the user's AWS Secret from aws.env) is named. A one-sided
- *   change to either copy makes the comparison fail, checked here on scratch copies;
+ *   object only kustomize renders (the user's AWS Secret from aws.env) and the two it renders
+ *   without its own labels (the admission component's) are named. A one-sided change to either
+ *   copy makes the comparison fail, checked here on scratch copies;
  * - every flag of the program (lib/config.ts FLAG_NAMES) is a value, and what values.schema.json
  *   accepts is what the program accepts: each value rendered by Helm and parsed by the program's
  *   own parseConfig;
  * - the rendered hardened chart, created on the real API server of a test environment of its own,
  *   works: its admission policy refuses, its Job (created from its CronJob as `kubectl create job
  *   --from` does) runs the program with the ServiceAccount's token and the Job's own env, and the
- *   Secret is refreshed.
+ *   Secret is refreshed. Then README's `helm install --create-namespace` of a second release, and
+ *   `helm uninstall`. No node runs the Job's pod here (the test environment has no kubelet).
  */
 
 import assert from "node:assert/strict";
