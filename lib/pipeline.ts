@@ -101,6 +101,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
       dryRun: opts.dryRun,
       now,
       maxAttempts: MAX_WRITE_ATTEMPTS,
+      refreshWindowMs: opts.refreshWindowMs,
     });
   };
 
@@ -124,6 +125,20 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
   const handle = async (found: Found) => {
     if (found.kind === "scope-failed") {
       tally.failedNamespaces++;
+      return;
+    }
+    if (found.kind === "rejected") {
+      const { item } = found;
+      // Another type: not KubeECR's to write (no event). The right type but
+      // unreadable: that Secret failed, the others go on.
+      await writers.push(() =>
+        report(
+          item.otherType
+            ? { kind: "skipped", secret: refOf(item), why: item.why }
+            : { kind: "failed", secret: refOf(item), reason: "RefreshFailed", message: item.why },
+          item.uid,
+        )
+      );
       return;
     }
     const { secret } = found;

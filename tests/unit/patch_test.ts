@@ -15,7 +15,7 @@ const HOUR = 3600_000;
 const ITEMS = "111111111111/us-west-2,222222222222/eu-west-1";
 const [H1, H2] = parseAnnotation(ANNOTATION, ITEMS).map((r) => r.host);
 const enc = (s: string) => new TextEncoder().encode(s);
-const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+const dec = (b: Uint8Array | undefined) => new TextDecoder().decode(b);
 
 class Store {
   patches: SecretUpdate[] = [];
@@ -23,7 +23,15 @@ class Store {
   current?: StoredSecret;
   patch(_ref: unknown, update: SecretUpdate): Promise<PatchResult> {
     this.patches.push(update);
-    return Promise.resolve(this.answers.shift() ?? "patched");
+    // By default the server stores what was sent (annotations: kubeecr's own only).
+    const stored = {
+      dockerConfig: update.dockerConfig,
+      annotations: Object.fromEntries(
+        Object.entries(update.annotations).filter((e): e is [string, string] => e[1] !== null),
+      ),
+      resourceVersion: "8",
+    };
+    return Promise.resolve(this.answers.shift() ?? { kind: "patched", stored });
   }
   get(): Promise<StoredSecret | undefined> {
     return Promise.resolve(this.current);
@@ -51,7 +59,7 @@ async function write(store: Store, c = creds(), s = secret()): Promise<Outcome> 
     s,
     parseAnnotation(ANNOTATION, ITEMS),
     c,
-    { annotation: ANNOTATION, dryRun: false, now: NOW, maxAttempts: 3 },
+    { annotation: ANNOTATION, dryRun: false, now: NOW, maxAttempts: 3, refreshWindowMs: 6 * HOUR },
   );
 }
 
@@ -106,7 +114,7 @@ Deno.test("an ECR expiry in year 5138 is capped at now + 12h + 5min, and the out
 
 Deno.test("after a 409 the status fingerprints the entry written into the new version", async () => {
   const store = new Store();
-  store.answers = ["conflict"];
+  store.answers = [{ kind: "conflict" }];
   store.current = {
     ...secret(`{"auths":{"${H1}":{"email":"x@y.z","auth":"b2xk"}}}`),
     resourceVersion: "8",

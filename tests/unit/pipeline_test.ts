@@ -128,19 +128,32 @@ class MemoryStore implements SecretStore {
       await new Promise((r) => setTimeout(r, 0));
       this.hooks.beforePatch?.(ref, attempt);
       const s = this.secrets.get(key(ref));
-      if (!s) return "gone" satisfies PatchResult;
-      if (s.resourceVersion !== update.resourceVersion) return "conflict" satisfies PatchResult;
+      if (!s) return { kind: "gone" } satisfies PatchResult;
+      if (s.resourceVersion !== update.resourceVersion) {
+        return { kind: "conflict" } satisfies PatchResult;
+      }
+      // JSON merge patch: null removes the key. A dry run answers what it would store.
+      const after = structuredClone(s);
+      if (update.dockerConfig) after.dockerConfig = update.dockerConfig;
+      for (const [k, v] of Object.entries(update.annotations)) {
+        if (v === null) delete after.annotations[k];
+        else after.annotations[k] = v;
+      }
       if (!opts.dryRun) {
         this.edit(ref, (x) => {
-          x.dockerConfig = update.dockerConfig;
-          // JSON merge patch: null removes the key.
-          for (const [k, v] of Object.entries(update.annotations)) {
-            if (v === null) delete x.annotations[k];
-            else x.annotations[k] = v;
-          }
+          x.dockerConfig = after.dockerConfig;
+          x.annotations = after.annotations;
         });
       }
-      return "patched" satisfies PatchResult;
+      const stored = opts.dryRun ? after : this.secrets.get(key(ref))!;
+      return {
+        kind: "patched",
+        stored: {
+          dockerConfig: stored.dockerConfig,
+          annotations: { ...stored.annotations },
+          resourceVersion: stored.resourceVersion,
+        },
+      } satisfies PatchResult;
     } finally {
       this.inFlight--;
     }
