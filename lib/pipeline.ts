@@ -70,7 +70,10 @@ export class CannotStartError extends KubeEcrError {
  */
 export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
   const { store, log } = deps;
-  const now = deps.now();
+  // The run's one "now", taken when the first page has arrived: by then the
+  // API server has answered, so deps.now can be on its clock (lib/clock.ts).
+  let runNow: Date | undefined;
+  const now = () => runNow ??= deps.now();
   const tally = new Tally();
   const tokens = new RegionTokens(deps.tokens, log);
   const outOfTime = () =>
@@ -99,7 +102,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
     return await writeSecret(store, secret, registries, creds, {
       annotation: opts.annotation,
       dryRun: opts.dryRun,
-      now,
+      now: now(),
       maxAttempts: MAX_WRITE_ATTEMPTS,
       refreshWindowMs: opts.refreshWindowMs,
     });
@@ -154,7 +157,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
     }
     const a = await assess(secret, {
       annotation: opts.annotation,
-      now,
+      now: now(),
       refreshWindowMs: opts.refreshWindowMs,
       force: opts.force,
     });
