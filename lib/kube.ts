@@ -551,7 +551,11 @@ async function readList<T>(
       buffer = value.buffer as ArrayBuffer;
     }
   }
-  const problem = json ? notAList(list.shape, expected) : "it is not JSON";
+  const problem = !json
+    ? "it is not JSON"
+    : list.notAnObject && list.shape.first === "{"
+    ? "more follows its JSON object"
+    : notAList(list.shape, expected);
   if (problem) {
     const what = json
       ? describeShape(list.shape)
