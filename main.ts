@@ -102,6 +102,16 @@ async function main(): Promise<number> {
       }),
       log,
       now: () => clock.now(),
+      onEcrDate: (region, date) =>
+        clock.observeEcr(
+          region,
+          date,
+          (skew) =>
+            log.warn("ECR's clock differs from the API server's", {
+              ...skew,
+              fix: "check what answers for ECR (AWS_ENDPOINT_URL_ECR, a proxy)",
+            }),
+        ),
       budget,
     });
     return exitCode(summary);

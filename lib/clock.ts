@@ -11,6 +11,14 @@ import { formatTime } from "./due.ts";
 /** Skew tolerated before the server's time is used instead (Date has 1 s resolution). */
 export const CLOCK_CHECK_MS = 2 * 60_000;
 
+/** ECR's clock against the run's (the API server's): told once per run, decisions unchanged. */
+export interface EcrSkewReport {
+  region: string;
+  "run-time": string;
+  "ecr-time": string;
+  "skew-seconds": number;
+}
+
 export interface SkewReport {
   "local-time": string;
   "api-server-time": string;
@@ -44,6 +52,26 @@ export class ServerClock {
       "local-time": formatTime(new Date(local)),
       "api-server-time": formatTime(new Date(server)),
       "skew-seconds": Math.round((server - local) / 1000),
+    });
+  }
+
+  #ecrChecked = false;
+
+  /**
+   * The Date of an ECR answer, read just now. ECR's expiresAt is on its
+   * clock; if that disagrees with the API server's, `onSkew` is told once (the
+   * API server's clock still rules: the Secrets' status is judged on it).
+   */
+  observeEcr(region: string, date: Date, onSkew: (report: EcrSkewReport) => void): void {
+    if (this.#ecrChecked) return;
+    this.#ecrChecked = true;
+    const run = this.now().getTime();
+    if (Math.abs(date.getTime() + 500 - run) <= CLOCK_CHECK_MS) return;
+    onSkew({
+      region,
+      "run-time": formatTime(new Date(run)),
+      "ecr-time": formatTime(date),
+      "skew-seconds": Math.round((date.getTime() - run) / 1000),
     });
   }
 

@@ -23,6 +23,8 @@ export interface Deps {
   now: () => Date;
   /** Aborts when the run's budget (--timeout) is spent. */
   budget: AbortSignal;
+  /** Told each ECR answer's Date (lib/clock.ts compares it with the run's clock). */
+  onEcrDate?: (region: string, date: Date) => void;
 }
 
 export type RunOptions = Pick<
@@ -75,7 +77,9 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
   let runNow: Date | undefined;
   const now = () => runNow ??= deps.now();
   const tally = new Tally();
-  const tokens = new RegionTokens(deps.tokens, log);
+  const tokens = new RegionTokens(deps.tokens, log, (region, token) => {
+    if (token.answeredAt) deps.onEcrDate?.(region, token.answeredAt);
+  });
   const outOfTime = () =>
     `the run's --timeout of ${opts.timeoutMs / 1000}s ran out before this Secret was done; ` +
     "the next run will finish it (raise --timeout if this repeats)";

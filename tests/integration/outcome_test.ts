@@ -107,21 +107,26 @@ async function rawSecrets(ns: string): Promise<{ metadata: { name: string } }[]>
 // ---------------------------------------------------------------------------
 // Item 1: read back what was written.
 
-function keepOldDataPolicy(ns: string): string {
-  return `
-apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingAdmissionPolicy
-metadata: {name: keep-old-data-${ns}}
-spec:
-  failurePolicy: Fail
-  reinvocationPolicy: Never
+/** An admission policy's spec lines that make it judge every update of a Secret in `ns`. */
+function updatesOfSecretsIn(ns: string): string {
+  return `  failurePolicy: Fail
   matchConstraints:
     namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ${ns}}}
     resourceRules:
       - apiGroups: [""]
         apiVersions: ["v1"]
         operations: ["UPDATE"]
-        resources: ["secrets"]
+        resources: ["secrets"]`;
+}
+
+function keepOldDataPolicy(ns: string): string {
+  return `
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicy
+metadata: {name: keep-old-data-${ns}}
+spec:
+  reinvocationPolicy: Never
+${updatesOfSecretsIn(ns)}
   mutations:
     - patchType: JSONPatch
       jsonPatch:
@@ -201,14 +206,7 @@ apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicy
 metadata: {name: ${name}}
 spec:
-  failurePolicy: Fail
-  matchConstraints:
-    namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ${ns}}}
-    resourceRules:
-      - apiGroups: [""]
-        apiVersions: ["v1"]
-        operations: ["UPDATE"]
-        resources: ["secrets"]
+${updatesOfSecretsIn(ns)}
   validations:
     - expression: "false"
       message: Secrets in this namespace are frozen by the platform team
@@ -477,6 +475,10 @@ Deno.test("the program's clock 13h ahead (libfaketime): one warning with both ti
   assert.ok(
     Math.abs(Date.parse(String(warnings[0]["api-server-time"])) - Date.now()) < 120_000,
     "the server's time is the real one",
+  );
+  assert.ok(
+    !run.lines.some((l) => /ECR's clock/.test(String(l.msg))),
+    "ECR agrees with the server",
   );
   assert.equal(outcomeOf(run, ns, "fresh-one").msg, "fresh", describe(run));
   const refreshed = outcomeOf(run, ns, "new-one");

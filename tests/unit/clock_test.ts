@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { CLOCK_CHECK_MS, ServerClock, type SkewReport } from "../../lib/clock.ts";
+import {
+  CLOCK_CHECK_MS,
+  type EcrSkewReport,
+  ServerClock,
+  type SkewReport,
+} from "../../lib/clock.ts";
 
 const LOCAL = Date.parse("2026-11-27T12:00:00Z");
 
@@ -41,4 +46,24 @@ Deno.test("a missing or unparseable Date is ignored, and the next usable one cou
   assert.equal(c.now().getTime(), LOCAL + 3600_000);
   c.observe(new Date(LOCAL).toUTCString());
   assert.equal(reports.length, 1);
+});
+
+Deno.test("ECR's Date is compared with the run's clock (the API server's): told once when it is off", () => {
+  const { clock: c } = clock(LOCAL + 13 * 3600_000);
+  c.observe(new Date(LOCAL).toUTCString());
+  const told: EcrSkewReport[] = [];
+  // ECR agrees with the API server, not with the skewed node: nothing to say.
+  c.observeEcr("us-west-2", new Date(LOCAL), (r) => told.push(r));
+  assert.equal(told.length, 0);
+
+  const { clock: d } = clock();
+  d.observe(new Date(LOCAL).toUTCString());
+  d.observeEcr("eu-west-1", new Date(LOCAL - 3600_000), (r) => told.push(r));
+  d.observeEcr("eu-west-1", new Date(LOCAL - 7200_000), (r) => told.push(r));
+  assert.deepEqual(told, [{
+    region: "eu-west-1",
+    "run-time": "2026-11-27T12:00:00Z",
+    "ecr-time": "2026-11-27T11:00:00Z",
+    "skew-seconds": -3600,
+  }]);
 });
