@@ -551,15 +551,20 @@ async function readList<T>(
       buffer = value.buffer as ArrayBuffer;
     }
   }
-  const problem = !json
+  const problem = size === 0
+    ? "the body is empty"
+    : !json
     ? "it is not JSON"
     : list.notAnObject && list.shape.first === "{"
     ? "more follows its JSON object"
     : notAList(list.shape, expected);
   if (problem) {
-    const what = json
-      ? describeShape(list.shape)
-      : `${size === 0 ? "an empty body" : `a body starting ${quoteHead(head)}`}`;
+    // What came back, beside what is wrong with it (an empty body needs saying once).
+    const what = size === 0
+      ? ""
+      : json
+      ? `, ${describeShape(list.shape)}`
+      : `, a body starting ${quoteHead(head)}`;
     throw new UnexpectedAnswerError(
       operation,
       res.status,
@@ -569,7 +574,7 @@ async function readList<T>(
       } answered HTTP ${res.status} with something that is not a ${expected.apiVersion} ` +
         `${expected.kind} (${problem}; content-type ${
           JSON.stringify(type || "none")
-        }, ${what}): a proxy, a login page or a wrong server URL answered instead of the ` +
+        }${what}): a proxy, a login page or a wrong server URL answered instead of the ` +
         "Kubernetes API server; check the kubeconfig's server (in a pod, " +
         "KUBERNETES_SERVICE_HOST) and any proxy in between",
     );

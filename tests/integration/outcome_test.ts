@@ -209,6 +209,8 @@ spec:
 ${updatesOfSecretsIn(ns)}
   validations:
     - expression: "false"
+      # Forbidden: HTTP 403, as a refusal by RBAC would be (the default, Invalid, is 422).
+      reason: Forbidden
       message: Secrets in this namespace are frozen by the platform team
 ---
 apiVersion: admissionregistration.k8s.io/v1
@@ -259,7 +261,12 @@ const NOT_A_LIST: { name: string; body: string; contentType: string; shows: RegE
     shows: /a JSON object with kind missing, apiVersion missing, items missing, metadata missing/,
   },
   { name: "null", body: "null", contentType: "application/json", shows: /JSON null/ },
-  { name: "an empty body", body: "", contentType: "application/json", shows: /an empty body/ },
+  {
+    name: "an empty body",
+    body: "",
+    contentType: "application/json",
+    shows: /\(the body is empty; content-type "application\/json"\)/,
+  },
 ];
 
 Deno.test("a list answer that is not a v1 SecretList fails the run at once, naming the host and what came back: exit 2, cluster-wide and namespaced", async (t) => {
