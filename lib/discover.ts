@@ -72,10 +72,10 @@ export async function* discover(
               ? { kind: "not-selected", secret }
               : { kind: "secret", secret }
           ),
-          ...page.rejected.filter((s) => !excluded.has(s.namespace)).map((item): Found => ({
-            kind: "rejected",
-            item,
-          })),
+          // Not in a selected namespace: KubeECR neither writes nor records anything there.
+          ...page.rejected.filter((s) =>
+            !excluded.has(s.namespace) && (!selected || selected.has(s.namespace))
+          ).map((item): Found => ({ kind: "rejected", item })),
         ];
       }
     } catch (err) {
