@@ -195,7 +195,7 @@ export function checkLifetimes(
     const old = replaced.get(c.host);
     return old !== undefined && c.expiresAt.getTime() <= old.getTime();
   });
-  const window = `the refresh window of ${opts.refreshWindowMs / 3600_000}h`;
+  const window = `the refresh window of ${duration(opts.refreshWindowMs)}`;
   if (notLonger) {
     return {
       refuse: `${said(notLonger)}, inside ${window} and no later than the entry it would ` +
@@ -315,4 +315,11 @@ async function correctStatus(
     }
     throw err;
   }
+}
+
+/** 6h, 90m, 45s: a --refresh-window as a user would write it. */
+function duration(ms: number): string {
+  if (ms % 3600_000 === 0) return `${ms / 3600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return `${Math.round(ms / 1000)}s`;
 }
