@@ -6,31 +6,10 @@
  */
 
 import assert from "node:assert/strict";
+import { firstLine, processesUsing } from "./processes.ts";
 import { isAlive, run } from "../testenv/util.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
-
-async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
-  let text = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    text += chunk;
-    if (text.includes("\n")) break;
-  }
-  return text.split("\n")[0];
-}
-
-/** Pids of processes whose command line or environment names `dir`. */
-async function processesUsing(dir: string): Promise<number[]> {
-  const pids: number[] = [];
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    const read = (f: string) => Deno.readTextFile(`/proc/${entry.name}/${f}`).catch(() => "");
-    if ((await read("cmdline")).includes(dir) || (await read("environ")).includes(dir)) {
-      pids.push(Number(entry.name));
-    }
-  }
-  return pids;
-}
 
 Deno.test("deno task testenv prints one ready line whose file gives kubectl and AWS settings, and SIGTERM cleans up", async () => {
   const child = new Deno.Command(Deno.execPath(), {

@@ -120,7 +120,7 @@ const ETCD_BUILD: GoBuild = {
 async function pinnedVersion(build: GoBuild): Promise<string> {
   if (!build.pinned) return "v0"; // no dependency to pin: the hash of go.mod names it
   const gomod = await Deno.readTextFile(`${build.dir}/go.mod`);
-  const match = gomod.match(new RegExp(`^\\s*require\\s+${build.pinned}\\s+(v\\S+)`, "m"));
+  const match = gomod.match(new RegExp(`^\\s*(?:require\\s+)?${build.pinned}\\s+(v\\S+)`, "m"));
   if (!match) throw new Error(`${build.dir}/go.mod has no 'require ${build.pinned} <version>'`);
   return match[1];
 }

@@ -22,11 +22,15 @@ export { kubectl };
 
 let shared: Promise<TestEnvInfo> | undefined;
 
-export function testEnv(): Promise<TestEnvInfo> {
+/**
+ * The shared environment. `{node: true}`: a test that needs the node (pods
+ * that pull); run alone, such a file starts an environment with one.
+ */
+export function testEnv(opts: { node?: boolean } = {}): Promise<TestEnvInfo> {
   shared ??= (async () => {
     const file = Deno.env.get("KUBEECR_TESTENV");
     if (file) return JSON.parse(await Deno.readTextFile(file)) as TestEnvInfo;
-    const env = await startTestEnv();
+    const env = await startTestEnv({ node: opts.node });
     // unload handlers cannot await: kill the servers synchronously instead.
     globalThis.addEventListener("unload", () => {
       const pids = Deno.readTextFileSync(`${env.dir}/owner.pid`).split("\n").slice(1);
