@@ -111,13 +111,13 @@ Deno.test("examples/usage: the Deployment's pod fails with 401 before KubeECR ru
 Deno.test("an expired token: a new pod fails with 401, the next run refreshes it, a new pod runs", async () => {
   const node = nodeOf(env);
   await using proxy = ecrProxy();
-  const LIFETIME = 15;
+  const LIFETIME = 10;
   proxy.tokenLifetime("us-west-2", LIFETIME);
   const ns = await freshNamespace(env, "pull-expiry");
   try {
     await createSecret(env, ns, { name: "ecr-pull", registries: "123456789012/us-west-2" });
     // A window shorter than the lifetime, so that the short token is accepted as live.
-    await refresh(ns, proxy, ["--refresh-window", "5s"]);
+    await refresh(ns, proxy, ["--refresh-window", "3s"]);
     const issued = Date.now();
     assertRunning(await pull(ns, node.image), "with the fresh token");
 
@@ -127,7 +127,7 @@ Deno.test("an expired token: a new pod fails with 401, the next run refreshes it
     );
     assert401(await pull(ns, node.image), "with the expired token");
 
-    await refresh(ns, proxy, ["--refresh-window", "5s"]);
+    await refresh(ns, proxy, ["--refresh-window", "3s"]);
     assertRunning(await pull(ns, node.image), "after the next run");
     assert.equal(proxy.tokenCalls("us-west-2"), 2);
   } finally {
