@@ -18,7 +18,7 @@
 
 import { archive, image, layerOf } from "./oci.ts";
 import type { TestEnvInfo } from "./env.ts";
-import { cacheDir, run } from "./util.ts";
+import { cacheDir, exists, run, sha256Hex } from "./util.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 export const SMOKE_REF = "ghcr.io/deft/kubeecr:smoke";
@@ -38,6 +38,44 @@ async function copyInto(root: string, path: string, as = path) {
   await Deno.copyFile(await Deno.realPath(path), target);
   const mode = (await Deno.stat(path)).mode ?? 0o644;
   await Deno.chmod(target, mode & 0o777);
+}
+
+/**
+ * What the image is made of, hashed: the Deno binary (path, size, mtime) and
+ * every file the Dockerfile copies. The same inputs give the same archive, so
+ * a warm run imports the cached one instead of building it again.
+ */
+async function inputsHash(ref: string): Promise<string> {
+  const deno = await Deno.realPath(Deno.execPath());
+  const info = await Deno.stat(deno);
+  const parts = [ref, deno, String(info.size), String(info.mtime?.getTime()), RUN_FLAGS.join(" ")];
+  const files = ["deno.json", "deno.lock", "main.ts"];
+  for await (const e of Deno.readDir(`${REPO}lib`)) if (e.isFile) files.push(`lib/${e.name}`);
+  for (const f of files.sort()) parts.push(f, await Deno.readTextFile(`${REPO}${f}`));
+  return (await sha256Hex(parts.join("\0"))).slice(0, 16);
+}
+
+/**
+ * The image's OCI archive for the working tree: from the cache
+ * (~/.cache/kubeecr/kubeecr-image-<hash>.tar) when its inputs are unchanged,
+ * else built (in `scratch`) and cached.
+ */
+export async function kubeecrImageArchive(scratch: string, ref = SMOKE_REF): Promise<string> {
+  const cached = `${cacheDir()}/kubeecr-image-${await inputsHash(ref)}.tar`;
+  if (await exists(cached)) return cached;
+  const built = await buildKubeecrImage(scratch, ref);
+  // Older archives (another lib/, another deno) go after an hour: not at once,
+  // since another checkout's run may be importing its own right now.
+  for await (const e of Deno.readDir(cacheDir())) {
+    if (!/^kubeecr-image-[0-9a-f]{16}\.tar$/.test(e.name)) continue;
+    const path = `${cacheDir()}/${e.name}`;
+    const age = Date.now() - ((await Deno.stat(path)).mtime?.getTime() ?? Date.now());
+    if (age > 3600_000) await Deno.remove(path).catch(() => {});
+  }
+  // Renamed into place whole: a concurrent reader never sees half an archive.
+  await Deno.copyFile(built, `${cached}.partial-${Deno.pid}`);
+  await Deno.rename(`${cached}.partial-${Deno.pid}`, cached);
+  return cached;
 }
 
 /** Builds the image into `scratch` and returns the path of its OCI archive. */
@@ -99,7 +137,7 @@ if (import.meta.main) {
   }
   const scratch = await Deno.makeTempDir({ dir, prefix: "image-" });
   try {
-    const path = await buildKubeecrImage(scratch, ref);
+    const path = await kubeecrImageArchive(scratch, ref);
     await run("ctr", [
       "--address",
       info.node.containerdSocket,
