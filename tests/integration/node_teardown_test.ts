@@ -7,34 +7,24 @@
  */
 
 import assert from "node:assert/strict";
-import { firstLine, processesUsing } from "./processes.ts";
+import { processesUsing, readyLine, spawnTestenv } from "./processes.ts";
 import { cgroupsLeft, leftoversOf, processesIn } from "../testenv/node.ts";
 import { run } from "../testenv/util.ts";
 import type { TestEnvInfo } from "../testenv/env.ts";
 import { createPod, podOutcome } from "./pods.ts";
 import { kubectl } from "../testenv/connect.ts";
 
-const REPO = new URL("../../", import.meta.url).pathname;
-
 Deno.test("deno task testenv --node: env.sh names the node and image, a pod runs, Ctrl-C leaves nothing behind", async () => {
-  // A process group of its own, as a terminal gives a foreground job (see testenv_cli_test.ts).
-  const child = new Deno.Command("setsid", {
-    args: [Deno.execPath(), "task", "--quiet", "testenv", "--node"],
-    cwd: REPO,
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
+  // A process group of its own, as a terminal gives a foreground job: Ctrl-C reaches all of it.
+  const child = spawnTestenv(["--node"], { ownGroup: true });
   try {
-    const line = await firstLine(child.stdout);
-    const match = /^ready: source (\/\S+\/env\.sh)$/.exec(line);
-    assert.ok(match, `unexpected first line: ${JSON.stringify(line)}`);
-    const dir = match[1].slice(0, match[1].lastIndexOf("/"));
+    const { envFile, dir } = await readyLine(child.stdout);
     const info = JSON.parse(await Deno.readTextFile(`${dir}/testenv.json`)) as TestEnvInfo;
     const node = info.node!;
 
     const out = await run("bash", [
       "-c",
-      `source '${match[1]}' && echo "node=$KUBEECR_TESTENV_NODE image=$KUBEECR_TESTENV_IMAGE" && ` +
+      `source '${envFile}' && echo "node=$KUBEECR_TESTENV_NODE image=$KUBEECR_TESTENV_IMAGE" && ` +
       'kubectl get node "$KUBEECR_TESTENV_NODE" -o jsonpath=\'{.status.conditions[?(@.type=="Ready")].status}\'',
     ]);
     assert.equal(out, `node=${node.name} image=${node.image}\nTrue`);

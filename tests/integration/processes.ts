@@ -21,3 +21,31 @@ export async function processesUsing(dir: string): Promise<number[]> {
   }
   return pids;
 }
+
+/** The environment `deno task testenv` announced on its first line: its env.sh and directory. */
+export async function readyLine(
+  stdout: ReadableStream<Uint8Array>,
+): Promise<{ envFile: string; dir: string }> {
+  const line = await firstLine(stdout);
+  const match = /^ready: source (\/\S+\/env\.sh)$/.exec(line);
+  if (!match) throw new Error(`unexpected first line: ${JSON.stringify(line)}`);
+  return { envFile: match[1], dir: match[1].slice(0, match[1].lastIndexOf("/")) };
+}
+
+const REPO = new URL("../../", import.meta.url).pathname;
+
+/**
+ * `deno task --quiet testenv <args>` with stdout piped. `ownGroup`: in a
+ * process group of its own, as a terminal gives a foreground job (setsid is
+ * not a group leader here, so it calls setsid() and execs deno, same pid), so
+ * that Ctrl-C can be sent to the whole group.
+ */
+export function spawnTestenv(args: string[], opts: { ownGroup?: boolean } = {}): Deno.ChildProcess {
+  const command = [Deno.execPath(), "task", "--quiet", "testenv", ...args];
+  return new Deno.Command(opts.ownGroup ? "setsid" : command[0], {
+    args: opts.ownGroup ? command : command.slice(1),
+    cwd: REPO,
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+}
