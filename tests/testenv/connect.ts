@@ -39,6 +39,17 @@ export function testEnv(opts: { node?: boolean } = {}): Promise<TestEnvInfo> {
           Deno.kill(Number(pid), "SIGKILL");
         } catch { /* already gone */ }
       }
+      if (env.node) {
+        // The node's pods, cgroups and sysctls need more than a kill: a
+        // process of its own cleans up (from node.json) once this one is gone.
+        new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", new URL("./reap.ts", import.meta.url).pathname, String(Deno.pid)],
+          stdin: "null",
+          stdout: "null",
+          stderr: "null",
+        }).spawn().unref();
+        return;
+      }
       Deno.removeSync(env.dir, { recursive: true });
     });
     return env;
