@@ -7,10 +7,17 @@
  *
  * moto's tokens carry a fixed 2015 expiry; the demo reaches moto through the
  * tests' ECR proxy, which gives them the 12-hour expiry real ECR answers.
+ *
+ * Run as root, the environment has its node (tests/testenv/node.ts): the
+ * example Deployment's pod really pulls its image from a registry that
+ * behaves like ECR, so the demo shows it in ErrImagePull/ImagePullBackOff
+ * (401 Unauthorized) before the run and Running after it. Without root the
+ * demo shows the Secret only, and says so.
  */
 
 import { startEcrProxy } from "./testenv/ecr_proxy.ts";
 import { kubectl, startTestEnv, type TestEnv } from "./testenv/env.ts";
+import { acceptTokensOf } from "./testenv/registry.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
 const NAMESPACE = "kubeecr-example";
@@ -33,6 +40,42 @@ async function showSecret(env: TestEnv) {
   }
 }
 
+const APP = "app.kubernetes.io/name=example-app";
+
+/** The example pod's state as `kubectl get pods` shows it, once it is `want` (a RegExp on STATUS). */
+async function waitForPod(env: TestEnv, want: RegExp, timeoutMs = 90_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let table = "";
+  while (Date.now() < deadline) {
+    table = await kubectl(env, ["-n", NAMESPACE, "get", "pods", "-l", APP]);
+    const rows = table.trim().split("\n").slice(1);
+    // Only the newest pod counts: after a rollout the old one may still be terminating.
+    if (rows.length === 1 && want.test(rows[0].split(/\s+/)[2] ?? "")) return table;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`the example pod did not reach ${want} in ${timeoutMs / 1000}s:\n${table}`);
+}
+
+/** Why the pull failed, in the kubelet's words (the registry's 401), from the pod's events. */
+async function pullFailure(env: TestEnv): Promise<string> {
+  const events = JSON.parse(
+    await kubectl(env, [
+      "-n",
+      NAMESPACE,
+      "get",
+      "events",
+      "-o",
+      "json",
+      "--field-selector",
+      "reason=Failed",
+    ]),
+  );
+  const message: string = events.items.map((e: { message: string }) => e.message)
+    .find((m: string) => /401 Unauthorized/.test(m)) ?? "";
+  // The one line that matters: "...: 401 Unauthorized".
+  return message.replace(/^.*?(failed to resolve reference)/, "$1");
+}
+
 async function runKubeecr(env: TestEnv, awsEnv: Record<string, string>): Promise<number> {
   const command = ["run", "--quiet", "-P=local", `${REPO}main.ts`];
   console.log(`  $ deno ${command.join(" ")}`);
@@ -46,8 +89,10 @@ async function runKubeecr(env: TestEnv, awsEnv: Record<string, string>): Promise
   return code;
 }
 
-const env = await startTestEnv();
-await using proxy = startEcrProxy(env.motoUrl);
+const env = await startTestEnv({ node: Deno.uid() === 0 });
+await using proxy = startEcrProxy(env.motoUrl, {
+  onToken: env.node && acceptTokensOf(env.node),
+});
 let failed = false;
 try {
   heading(`Kubernetes ${env.kubernetesVersion} at ${env.server}; ECR is moto behind ${proxy.url}`);
@@ -60,11 +105,32 @@ try {
   heading("The Secret before: an empty docker config and the annotation");
   await showSecret(env);
 
+  if (env.node) {
+    heading(
+      `The example pod on node ${env.node.name} cannot pull its image: the Secret has no token`,
+    );
+    console.log(
+      (await waitForPod(env, /^(ErrImagePull|ImagePullBackOff)$/)).trimEnd().replace(/^/gm, "  "),
+    );
+    console.log(`  kubelet: ${await pullFailure(env)}`);
+  } else {
+    heading("(not root: no node, so no pod pulls; run as root to see the pull)");
+  }
+
   heading("Run KubeECR once");
   const first = await runKubeecr(env, { ...env.awsEnv, ...proxy.awsEnv });
 
   heading("The Secret after: the ECR registry added, status annotations written");
   await showSecret(env);
+
+  if (env.node) {
+    heading(
+      "The example pod pulls with the refreshed Secret: kubectl rollout restart deployment/example-app",
+    );
+    // A new pod at once: the failed one would retry only after its back-off.
+    await kubectl(env, ["-n", NAMESPACE, "rollout", "restart", "deployment/example-app"]);
+    console.log((await waitForPod(env, /^Running$/)).trimEnd().replace(/^/gm, "  "));
+  }
 
   heading(`What the Secret's events say: kubectl events -n ${NAMESPACE} --for secret/${SECRET}`);
   console.log(

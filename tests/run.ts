@@ -1,5 +1,7 @@
 /**
- * `deno task test`: starts one test environment (etcd, kube-apiserver, moto),
+ * `deno task test`: starts one test environment (etcd, kube-apiserver, moto,
+ * and the node: containerd, kubelet, controller-manager, scheduler and the
+ * registries that behave like ECR; see tests/testenv/node.ts),
  * runs every test under tests/ against it, stops it, and ends with the plain
  * summary line `N passed, N failed[, N skipped]` taken from the test
  * runner's own counts. Extra arguments go to `deno test`, e.g.
@@ -15,6 +17,7 @@
 
 import { AssetError } from "./testenv/assets.ts";
 import { startTestEnv, type TestEnv } from "./testenv/env.ts";
+import { leftoversOf } from "./testenv/node.ts";
 
 interface Counts {
   passed: number;
@@ -26,7 +29,8 @@ interface Counts {
 
 let env: TestEnv;
 try {
-  env = await startTestEnv();
+  // The node needs root; the pull and smoke tests need the node.
+  env = await startTestEnv({ node: true });
 } catch (err) {
   console.error(err instanceof AssetError ? `test: ${err.message}` : err);
   Deno.exit(2);
@@ -81,10 +85,17 @@ try {
 } finally {
   await env.stop();
 }
+// The node's teardown, checked once it is done: nothing of it may be left
+// (tests/integration/node_teardown_test.ts checks another environment's).
+let leftovers: string[] = [];
+if (env.node) {
+  leftovers = await leftoversOf(env.dir, env.node);
+  for (const l of leftovers) console.log(`the test environment's node left behind ${l}`);
+}
 
 const total = (k: "passed" | "failed" | "ignored") => passes.reduce((n, p) => n + p[k], 0);
 const unfinished = passes.filter((p) => !p.summarized).length;
-const failed = total("failed") + unfinished;
+const failed = total("failed") + unfinished + (leftovers.length ? 1 : 0);
 const skipped = total("ignored");
 if (unfinished) {
   console.log(`${unfinished} test pass(es) printed no summary: they did not run to the end`);

@@ -9,7 +9,7 @@ import { recordCliOutput } from "./cli.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 
-Deno.test("deno task demo refreshes the example Secret, then finds it fresh, and shows no token", async () => {
+Deno.test("deno task demo refreshes the example Secret, the pod goes from ErrImagePull to Running, then the Secret is fresh, and no token shows", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["task", "--quiet", "demo"],
     cwd: REPO,
@@ -37,4 +37,14 @@ Deno.test("deno task demo refreshes the example Secret, then finds it fresh, and
   assert.match(stdout, /Normal\s+Refreshed\s+Secret\/ecr-pull/);
   assert.match(stdout, / INFO fresh secret=kubeecr-example\/ecr-pull /);
   assert.match(stdout, /calls seen by the ECR endpoint in all: 1$/m);
+  // With the node (the suite runs as root): the pod cannot pull before the run, and runs after it.
+  const before = stdout.indexOf("cannot pull its image");
+  const after = stdout.indexOf("pulls with the refreshed Secret");
+  assert.ok(before > 0 && after > before, "the demo shows the pod before and after the run");
+  assert.match(
+    stdout.slice(before, after),
+    /example-app-\S+\s+0\/1\s+(ErrImagePull|ImagePullBackOff)\s/,
+  );
+  assert.match(stdout.slice(before, after), /kubelet: .*401 Unauthorized/);
+  assert.match(stdout.slice(after), /example-app-\S+\s+1\/1\s+Running\s/);
 });

@@ -127,11 +127,15 @@ Deno.test("an invalid --selector exits 2 naming --selector", async () => {
 Deno.test("a Secret in a namespace being deleted: the message says the namespace is being deleted", async () => {
   const ns = await freshNamespace(env, "terminating");
   await createSecret(env, ns, { name: "typo", registries: "12345/us-west-2" });
-  // No namespace controller runs in the test environment, so the namespace
-  // stays Terminating (its "kubernetes" finalizer is never removed).
+  // The controller-manager's namespace controller would delete the Secret and
+  // then the namespace: a finalizer of the test's own keeps both while the run
+  // looks (the namespace stays Terminating until it is removed).
+  const hold = ["-n", ns, "patch", "secret", "typo", "--type=merge", "-p"];
+  await kubectl(env, [...hold, '{"metadata":{"finalizers":["kubeecr.test/hold"]}}']);
   await kubectl(env, ["delete", "namespace", ns, "--wait=false"]);
 
   const run = await runKubeecr(env, ["--namespace", ns, ...JSON_LOG]);
+  await kubectl(env, [...hold, '{"metadata":{"finalizers":null}}']);
 
   assert.equal(run.code, 1, run.stdout + run.stderr);
   const warn = run.lines.find((l) => l.msg === "cannot record event");

@@ -6,45 +6,13 @@
  */
 
 import assert from "node:assert/strict";
+import { firstLine, processesUsing, readyLine, spawnTestenv } from "./processes.ts";
 import { isAlive, run } from "../testenv/util.ts";
 
-const REPO = new URL("../../", import.meta.url).pathname;
-
-async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
-  let text = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    text += chunk;
-    if (text.includes("\n")) break;
-  }
-  return text.split("\n")[0];
-}
-
-/** Pids of processes whose command line or environment names `dir`. */
-async function processesUsing(dir: string): Promise<number[]> {
-  const pids: number[] = [];
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    const read = (f: string) => Deno.readTextFile(`/proc/${entry.name}/${f}`).catch(() => "");
-    if ((await read("cmdline")).includes(dir) || (await read("environ")).includes(dir)) {
-      pids.push(Number(entry.name));
-    }
-  }
-  return pids;
-}
-
 Deno.test("deno task testenv prints one ready line whose file gives kubectl and AWS settings, and SIGTERM cleans up", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["task", "--quiet", "testenv"],
-    cwd: REPO,
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
+  const child = spawnTestenv([]);
   try {
-    const line = await firstLine(child.stdout);
-    const match = /^ready: source (\/\S+\/env\.sh)$/.exec(line);
-    assert.ok(match, `unexpected first line: ${JSON.stringify(line)}`);
-    const envFile = match[1];
-    const dir = envFile.slice(0, envFile.lastIndexOf("/"));
+    const { envFile, dir } = await readyLine(child.stdout);
 
     const out = await run("bash", [
       "-c",
@@ -81,14 +49,8 @@ async function sigtermPending(pid: number): Promise<boolean> {
 }
 
 Deno.test("Ctrl-C (SIGINT to the whole process group, and again from deno task) removes the directory even when the API server is slow to stop", async () => {
-  // A process group of its own, as a terminal gives a foreground job: setsid
-  // is not a group leader here, so it calls setsid() and execs deno (same pid).
-  const child = new Deno.Command("setsid", {
-    args: [Deno.execPath(), "task", "--quiet", "testenv"],
-    cwd: REPO,
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
+  // A process group of its own, as a terminal gives a foreground job.
+  const child = spawnTestenv([], { ownGroup: true });
   const group = child.pid;
   let dir: string | undefined;
   let apiserver: number | undefined;

@@ -69,6 +69,44 @@ const KUBE_BUILD: GoBuild = {
   },
 };
 
+/**
+ * The node's binaries, from a wrapper module of their own (gobuild/node): the
+ * same release and replaces as gobuild/kube, but a separate go.mod/go.sum, so
+ * adding them did not change the cache key of kube-apiserver and kubectl.
+ */
+const NODE_BUILD: GoBuild = {
+  name: "kubernetes-node",
+  dir: `${GOBUILD}node`,
+  pinned: "k8s.io/kubernetes",
+  packages: [
+    "k8s.io/kubernetes/cmd/kubelet",
+    "k8s.io/kubernetes/cmd/kube-controller-manager",
+    "k8s.io/kubernetes/cmd/kube-scheduler",
+  ],
+  outputs: ["kubelet", "kube-controller-manager", "kube-scheduler"],
+  ldflags: KUBE_BUILD.ldflags,
+};
+
+/** CNCF distribution, the registry the node pulls from, and a bcrypt helper for its htpasswd. */
+const REGISTRY_BUILD: GoBuild = {
+  name: "registry",
+  dir: `${GOBUILD}registry`,
+  pinned: "github.com/distribution/distribution/v3",
+  packages: ["github.com/distribution/distribution/v3/cmd/registry", "./bcrypt"],
+  outputs: ["registry", "bcrypt"],
+  ldflags: () => "-s -w",
+};
+
+/** The static program in the node's pause image and in the test image. */
+const HELLO_BUILD: GoBuild = {
+  name: "hello",
+  dir: `${GOBUILD}hello`,
+  pinned: "",
+  packages: ["."],
+  outputs: ["hello"],
+  ldflags: () => "-s -w",
+};
+
 const ETCD_BUILD: GoBuild = {
   name: "etcd",
   dir: `${GOBUILD}etcd`,
@@ -80,8 +118,9 @@ const ETCD_BUILD: GoBuild = {
 
 /** Reads the pinned version from a wrapper module's go.mod (the one source of truth). */
 async function pinnedVersion(build: GoBuild): Promise<string> {
+  if (!build.pinned) return "v0"; // no dependency to pin: the hash of go.mod names it
   const gomod = await Deno.readTextFile(`${build.dir}/go.mod`);
-  const match = gomod.match(new RegExp(`^\\s*require\\s+${build.pinned}\\s+(v\\S+)`, "m"));
+  const match = gomod.match(new RegExp(`^\\s*(?:require\\s+)?${build.pinned}\\s+(v\\S+)`, "m"));
   if (!match) throw new Error(`${build.dir}/go.mod has no 'require ${build.pinned} <version>'`);
   return match[1];
 }
@@ -117,11 +156,27 @@ async function checkConfigured(
  * changing the wrapper module (a new replace, a bumped dependency) rebuilds.
  */
 async function cacheFolder(build: GoBuild, version: string): Promise<string> {
+  // The node-only modules also hash their own sources (main.go and the
+  // like); gobuild/kube and gobuild/etcd keep their key of go.mod + go.sum.
+  const own = build === NODE_BUILD || build === REGISTRY_BUILD || build === HELLO_BUILD
+    ? await goSources(build.dir)
+    : [];
   const sums = await Promise.all(
-    ["go.mod", "go.sum"].map((f) => Deno.readTextFile(`${build.dir}/${f}`)),
+    ["go.mod", "go.sum", ...own].map((f) => Deno.readTextFile(`${build.dir}/${f}`).catch(() => "")),
   );
   const hash = (await sha256Hex(sums.join("\0"))).slice(0, 10);
   return `${cacheDir()}/bin/${build.name}-${version}-${hash}`;
+}
+
+/** The .go files of a wrapper module (relative paths, sorted), for its cache key. */
+async function goSources(dir: string, sub = ""): Promise<string[]> {
+  const found: string[] = [];
+  for await (const e of Deno.readDir(`${dir}/${sub}`)) {
+    const rel = sub ? `${sub}/${e.name}` : e.name;
+    if (e.isDirectory) found.push(...await goSources(dir, rel));
+    else if (e.name.endsWith(".go")) found.push(rel);
+  }
+  return found.sort();
 }
 
 async function buildOnce(build: GoBuild, log: (line: string) => void): Promise<string> {
@@ -245,4 +300,33 @@ export async function resolveBinaries(
   };
   if (Date.now() - started > 2000) log(`binaries ready after ${elapsed(started)}`);
   return binaries;
+}
+
+/** What the node adds to the environment, built on first use of `--node` only. */
+export interface NodeBinaries {
+  kubelet: string;
+  kubeControllerManager: string;
+  kubeScheduler: string;
+  registry: string;
+  /** Reads a password on stdin, prints its bcrypt hash (for the registry's htpasswd). */
+  bcrypt: string;
+  hello: string;
+}
+
+export async function resolveNodeBinaries(log: (line: string) => void): Promise<NodeBinaries> {
+  const started = Date.now();
+  // One after the other: they share the Go build cache, and building them at
+  // once on a 2-core machine is no faster and starves everything else.
+  const helloDir = await buildOnce(HELLO_BUILD, log);
+  const registryDir = await buildOnce(REGISTRY_BUILD, log);
+  const nodeDir = await buildOnce(NODE_BUILD, log);
+  if (Date.now() - started > 2000) log(`node binaries ready after ${elapsed(started)}`);
+  return {
+    kubelet: `${nodeDir}/kubelet`,
+    kubeControllerManager: `${nodeDir}/kube-controller-manager`,
+    kubeScheduler: `${nodeDir}/kube-scheduler`,
+    registry: `${registryDir}/registry`,
+    bcrypt: `${registryDir}/bcrypt`,
+    hello: `${helloDir}/hello`,
+  };
 }

@@ -22,11 +22,15 @@ export { kubectl };
 
 let shared: Promise<TestEnvInfo> | undefined;
 
-export function testEnv(): Promise<TestEnvInfo> {
+/**
+ * The shared environment. `{node: true}`: a test that needs the node (pods
+ * that pull); run alone, such a file starts an environment with one.
+ */
+export function testEnv(opts: { node?: boolean } = {}): Promise<TestEnvInfo> {
   shared ??= (async () => {
     const file = Deno.env.get("KUBEECR_TESTENV");
     if (file) return JSON.parse(await Deno.readTextFile(file)) as TestEnvInfo;
-    const env = await startTestEnv();
+    const env = await startTestEnv({ node: opts.node });
     // unload handlers cannot await: kill the servers synchronously instead.
     globalThis.addEventListener("unload", () => {
       const pids = Deno.readTextFileSync(`${env.dir}/owner.pid`).split("\n").slice(1);
@@ -34,6 +38,17 @@ export function testEnv(): Promise<TestEnvInfo> {
         try {
           Deno.kill(Number(pid), "SIGKILL");
         } catch { /* already gone */ }
+      }
+      if (env.node) {
+        // The node's pods, cgroups and sysctls need more than a kill: a
+        // process of its own cleans up (from node.json) once this one is gone.
+        new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", new URL("./reap.ts", import.meta.url).pathname, String(Deno.pid)],
+          stdin: "null",
+          stdout: "null",
+          stderr: "null",
+        }).spawn().unref();
+        return;
       }
       Deno.removeSync(env.dir, { recursive: true });
     });

@@ -14,6 +14,12 @@
  * - `tokenLifetime(region, seconds)` makes that region's tokens expire
  *   sooner (or later), so a test can have one token inside the refresh window
  *   and another outside it without waiting hours.
+ * - Every call gets a password of its own, as from real ECR: moto's
+ *   (`<account>-auth-token`, the same on every call) plus `-<16 hex>`, so it
+ *   still names the account it was issued for (which tests read), two calls
+ *   never give the same password, and they differ within bcrypt's 72 bytes.
+ *   `onToken` hears of each one before the answer leaves: the node's
+ *   registries (registry.ts) accept exactly those, until they expire.
  */
 
 const GET_TOKEN = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
@@ -39,13 +45,30 @@ export function regionOf(authorization: string | null): string {
   return /Credential=[^/]+\/\d{8}\/([^/]+)\//.exec(authorization ?? "")?.[1] ?? "unknown";
 }
 
-export function startEcrProxy(motoUrl: string): EcrProxy {
+export interface EcrProxyOptions {
+  /** Default lifetime of the tokens it hands out, in seconds (12 h, as ECR). */
+  tokenLifetimeSeconds?: number;
+  /** Serve HTTPS here too (the node's pods reach it as https://api.ecr.<region>.amazonaws.com). */
+  tls?: { hostname: string; port: number; cert: string; key: string };
+  /** Told every password handed out, with its expiry (seconds since the epoch), before the answer leaves. */
+  onToken?: (region: string, password: string, expiresAt: number) => Promise<void>;
+}
+
+/** A password of its own for one call: moto's, which names the account, plus 16 random hex digits. */
+function distinct(motoPassword: string): string {
+  const random = crypto.getRandomValues(new Uint8Array(8));
+  return `${motoPassword}-${Array.from(random, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrProxy {
   const calls = new Map<string, number>();
   const failures = new Map<string, { code: string; message: string }>();
   const passwords = new Map<string, string>();
   const lifetimes = new Map<string, number>();
 
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+  const defaultLifetime = opts.tokenLifetimeSeconds ?? TOKEN_LIFETIME_S;
+
+  const handler = async (req: Request) => {
     const region = regionOf(req.headers.get("authorization"));
     const isGetToken = req.headers.get("x-amz-target") === GET_TOKEN;
     if (isGetToken) calls.set(region, (calls.get(region) ?? 0) + 1);
@@ -68,16 +91,30 @@ export function startEcrProxy(motoUrl: string): EcrProxy {
     if (!isGetToken || !upstream.ok) return upstream;
     const answer = await upstream.json();
     for (const data of answer.authorizationData ?? []) {
-      data.expiresAt = Math.floor(Date.now() / 1000) + (lifetimes.get(region) ?? TOKEN_LIFETIME_S);
-      passwords.set(region, atob(data.authorizationToken).replace(/^AWS:/, ""));
+      data.expiresAt = Math.floor(Date.now() / 1000) + (lifetimes.get(region) ?? defaultLifetime);
+      const password = distinct(atob(data.authorizationToken).replace(/^AWS:/, ""));
+      data.authorizationToken = btoa(`AWS:${password}`);
+      passwords.set(region, password);
+      await opts.onToken?.(region, password, data.expiresAt);
     }
     return Response.json(answer, {
       headers: { "content-type": upstream.headers.get("content-type") ?? "" },
     });
-  });
+  };
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
+  const secure = opts.tls &&
+    Deno.serve({
+      hostname: opts.tls.hostname,
+      port: opts.tls.port,
+      cert: Deno.readTextFileSync(opts.tls.cert),
+      key: Deno.readTextFileSync(opts.tls.key),
+      onListen: () => {},
+    }, handler);
 
   const url = `http://127.0.0.1:${server.addr.port}`;
-  const close = async () => await server.shutdown();
+  const close = async () => {
+    await Promise.all([server.shutdown(), secure?.shutdown()]);
+  };
   return {
     url,
     awsEnv: { AWS_ENDPOINT_URL_ECR: url },

@@ -8,9 +8,13 @@
  * them (SIGKILL) are reaped by the next start.
  */
 
-import { type Binaries, resolveBinaries } from "./assets.ts";
+import { AssetError, type Binaries, resolveBinaries, resolveNodeBinaries } from "./assets.ts";
+import { type EcrProxy, startEcrProxy } from "./ecr_proxy.ts";
 import { ensureMoto } from "./moto.ts";
+import { cleanupNode, type Node, type NodeInfo, nodePrerequisites, startNode } from "./node.ts";
 import { createPki, type Pki } from "./pki.ts";
+import { acceptToken } from "./registry.ts";
+import { exitedText, type Managed, spawn, stopProcess, tailOf } from "./process.ts";
 import { elapsed, freePort, isAlive, run, waitUntil } from "./util.ts";
 
 /** Everything a test needs to reach the environment; also written as testenv.json. */
@@ -32,6 +36,14 @@ export interface TestEnvInfo {
   /** Shell file exporting KUBECONFIG, PATH and the AWS_* variables. */
   envFile: string;
   startupSeconds: number;
+  /**
+   * With `node: true`: the node, its registries and the environment's own ECR
+   * endpoint (awsEnv points at it), which issues distinct passwords with real
+   * lifetimes that the registries accept.
+   */
+  node?: NodeInfo;
+  /** The environment's ECR proxy in front of moto, when it has one (node or tokenLifetime). */
+  ecrProxyUrl?: string;
 }
 
 export interface TestEnv extends TestEnvInfo {
@@ -45,70 +57,6 @@ export async function kubectl(env: TestEnvInfo, args: string[], stdin?: string):
 
 const PREFIX = "kubeecr-testenv-";
 const OWNER_FILE = "owner.pid";
-
-interface Managed {
-  name: string;
-  child: Deno.ChildProcess;
-  log: string;
-  exited?: Deno.CommandStatus;
-}
-
-function spawn(
-  name: string,
-  cmd: string,
-  args: string[],
-  dir: string,
-  env?: Record<string, string>,
-): Managed {
-  const log = `${dir}/${name}.log`;
-  const file = Deno.openSync(log, { write: true, create: true, truncate: true });
-  const child = new Deno.Command(cmd, {
-    args,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const m: Managed = { name, child, log };
-  // Both streams go to one log file per server, read back when it fails to start.
-  const sink = (s: ReadableStream<Uint8Array>) =>
-    s.pipeTo(
-      new WritableStream({
-        write: (chunk) => {
-          file.writeSync(chunk);
-        },
-      }),
-    ).catch(() => {});
-  Promise.all([sink(child.stdout), sink(child.stderr)]).finally(() => file.close());
-  child.status.then((s) => m.exited = s);
-  return m;
-}
-
-async function tailOf(path: string, lines = 15): Promise<string> {
-  const text = await Deno.readTextFile(path).catch(() => "");
-  return text.trimEnd().split("\n").slice(-lines).join("\n");
-}
-
-function exitedText(m: Managed): string | undefined {
-  return m.exited ? `${m.name} exited with code ${m.exited.code}; see ${m.log}` : undefined;
-}
-
-async function stopProcess(m: Managed) {
-  if (m.exited) return;
-  try {
-    m.child.kill("SIGTERM");
-  } catch { /* already gone */ }
-  const timeout = new Promise<"timeout">((r) => {
-    const t = setTimeout(() => r("timeout"), 5000);
-    m.child.status.finally(() => clearTimeout(t));
-  });
-  if ((await Promise.race([m.child.status, timeout])) === "timeout") {
-    try {
-      m.child.kill("SIGKILL");
-    } catch { /* already gone */ }
-    await m.child.status;
-  }
-}
 
 /**
  * Removes environments left behind by a run that was killed outright: their
@@ -130,6 +78,7 @@ export async function reapOrphans(tmp: string, log: (line: string) => void) {
         Deno.kill(pid, "SIGKILL");
       }
     }
+    await cleanupNode(dir, log).catch((err) => log(`node leftovers of ${dir}: ${err}`));
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     log(`removed the leftovers of an earlier run: ${dir}`);
   }
@@ -183,6 +132,14 @@ export interface StartOptions {
   log?: (line: string) => void;
   /** Environment used to look up TEST_ASSET_* and KUBEBUILDER_ASSETS. */
   env?: Record<string, string | undefined>;
+  /** Add a one-node cluster: containerd, kubelet, controller-manager, scheduler, registries (root). */
+  node?: boolean;
+  /**
+   * Lifetime of the tokens the environment's ECR endpoint issues, in seconds
+   * (default 12 h, as ECR). Setting it gives the environment an ECR proxy even
+   * without the node.
+   */
+  tokenLifetimeSeconds?: number;
 }
 
 async function startServers(
@@ -307,11 +264,16 @@ export async function startTestEnv(opts: StartOptions = {}): Promise<TestEnv> {
   const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
   await reapOrphans(tmp, log);
 
+  if (opts.node) {
+    const missing = await nodePrerequisites();
+    if (missing) throw new AssetError(`--node: ${missing}`);
+  }
   // Binaries and the venv come first: they may take minutes on a cold cache,
   // and nothing is started (so nothing can leak) until they are there.
-  const [bins, motoServer] = await Promise.all([
+  const [bins, motoServer, nodeBins] = await Promise.all([
     resolveBinaries(opts.env ?? Deno.env.toObject(), log),
     ensureMoto(log),
+    opts.node ? resolveNodeBinaries(log) : undefined,
   ]);
   const kubernetesVersion = (await run(bins.kubeApiserver, ["--version"])).trim().split(" ").pop()!;
 
@@ -326,6 +288,8 @@ export async function startTestEnv(opts: StartOptions = {}): Promise<TestEnv> {
   writeOwner();
 
   let stopped: Promise<void> | undefined;
+  let node: Node | undefined;
+  let proxy: EcrProxy | undefined;
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
   let interrupted = false;
   const onSignal = () => {
@@ -341,6 +305,9 @@ export async function startTestEnv(opts: StartOptions = {}): Promise<TestEnv> {
   };
   const stop = () => {
     stopped ??= (async () => {
+      // The node first: its pods and the kubelet are ended while the API server is still up.
+      await node?.stop();
+      await proxy?.close().catch(() => {});
       // etcd goes last: the API server drains its requests against it on the way down.
       const etcd = processes.filter((p) => p.name === "etcd");
       await Promise.all(processes.filter((p) => p.name !== "etcd").map(stopProcess));
@@ -371,8 +338,43 @@ export async function startTestEnv(opts: StartOptions = {}): Promise<TestEnv> {
       kubeconfigYaml(server, pki.caCert, pki.admin),
       { mode: 0o600 },
     );
+    if (nodeBins) {
+      node = await startNode({
+        dir,
+        pki,
+        bins: { ...nodeBins, kubectl: bins.kubectl },
+        apiPort: Number(new URL(server).port),
+        kubeconfig: async (name, user) => {
+          const path = `${dir}/kubeconfig-${name}`;
+          await Deno.writeTextFile(path, kubeconfigYaml(server, pki.caCert, user), { mode: 0o600 });
+          return path;
+        },
+        adminKubeconfig: kubeconfig,
+        track: (m) => {
+          processes.push(m);
+          writeOwner();
+        },
+        log,
+      });
+    }
+    if (node || opts.tokenLifetimeSeconds !== undefined) {
+      const n = node?.info;
+      proxy = startEcrProxy(motoUrl, {
+        tokenLifetimeSeconds: opts.tokenLifetimeSeconds,
+        // Pods reach it as https://api.ecr.<region>.amazonaws.com (the smoke test's Jobs).
+        tls: n && {
+          hostname: n.ecrApiAddress,
+          port: 443,
+          cert: n.awsServing.cert,
+          key: n.awsServing.key,
+        },
+        onToken: n &&
+          ((region, password, expiresAt) =>
+            acceptToken(n.registries, n.bcrypt, region, password, expiresAt)),
+      });
+    }
     const awsEnv = {
-      AWS_ENDPOINT_URL_ECR: motoUrl,
+      AWS_ENDPOINT_URL_ECR: proxy?.url ?? motoUrl,
       AWS_ENDPOINT_URL_STS: motoUrl,
       AWS_REGION: "us-east-1",
       AWS_ACCESS_KEY_ID: "testing",
@@ -384,6 +386,12 @@ export async function startTestEnv(opts: StartOptions = {}): Promise<TestEnv> {
       `export KUBECONFIG=${shellQuote(kubeconfig)}`,
       `export PATH=${shellQuote(kubectlDir)}:"$PATH"`,
       ...Object.entries(awsEnv).map(([k, v]) => `export ${k}=${shellQuote(v)}`),
+      ...(node
+        ? [
+          `export KUBEECR_TESTENV_NODE=${shellQuote(node.info.name)}`,
+          `export KUBEECR_TESTENV_IMAGE=${shellQuote(node.info.image)}`,
+        ]
+        : []),
     ];
     await Deno.writeTextFile(
       envFile,
@@ -405,11 +413,14 @@ export async function startTestEnv(opts: StartOptions = {}): Promise<TestEnv> {
       awsEnv,
       envFile,
       startupSeconds: (Date.now() - readyFrom) / 1000,
+      node: node?.info,
+      ecrProxyUrl: proxy?.url,
     };
     await Deno.writeTextFile(`${dir}/testenv.json`, JSON.stringify(info, null, 2));
     log(
       `test environment ready in ${elapsed(readyFrom)} (${elapsed(started)} in all): ` +
-        `Kubernetes ${kubernetesVersion} at ${server}, moto at ${motoUrl}`,
+        `Kubernetes ${kubernetesVersion} at ${server}, moto at ${motoUrl}` +
+        (node ? `, node ${node.info.name}` : ""),
     );
     return { ...info, stop };
   } catch (err) {

@@ -169,3 +169,13 @@ export async function createPki(dir: string): Promise<Pki> {
   await run("openssl", ["pkey", "-in", serviceAccountKey, "-pubout", "-out", serviceAccountPub]);
   return { caCert, caKey, serving, admin, nobody, serviceAccountKey, serviceAccountPub };
 }
+
+/** A TLS client certificate with `subject` (e.g. /O=system:nodes/CN=system:node:x) signed by `ca`. */
+export function clientCert(
+  dir: string,
+  name: string,
+  subject: string,
+  ca: KeyPair,
+): Promise<KeyPair> {
+  return signed(dir, name, subject, `${LEAF}extendedKeyUsage=clientAuth\n`, ca);
+}

@@ -1,0 +1,7 @@
+//go:build tools
+
+// Package tools pins the command this module builds, so `go mod tidy` keeps
+// its dependencies in go.sum.
+package tools
+
+import _ "github.com/distribution/distribution/v3/cmd/registry"
