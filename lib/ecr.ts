@@ -72,7 +72,20 @@ export interface EcrHints {
   allowedHosts?: string[];
 }
 
+/**
+ * A CA bundle the operator named (AWS_CA_BUNDLE), already read by main.ts.
+ * As with the AWS CLI, it replaces the default roots for AWS calls: a
+ * TLS-inspecting proxy re-signs every AWS host with its own CA.
+ */
+export interface CaBundle {
+  /** Where it was read from, for messages. */
+  path: string;
+  pem: string;
+}
+
 export interface EcrOptions extends EcrHints {
+  /** Trusted for ECR and STS instead of the default roots (AWS_CA_BUNDLE). */
+  caBundle?: CaBundle;
   /** Deadline of one GetAuthorizationToken call, the SDK's own retries included. */
   requestTimeoutMs: number;
   /** Aborts when the run's budget is spent. */
@@ -94,7 +107,12 @@ export class EcrTokenSource implements TokenSource {
     // need the SDK (deno task bench: such a run peaked at 152 MiB, 156-158
     // MiB before this import was deferred).
     const { ECRClient, GetAuthorizationTokenCommand } = await import("@aws-sdk/client-ecr");
-    const client = new ECRClient({ region, maxAttempts: 3 });
+    // The SDK for JavaScript does not read AWS_CA_BUNDLE itself; its
+    // credential chain's STS client inherits this handler (parentClientConfig).
+    const requestHandler = this.#opts.caBundle
+      ? { httpsAgent: new (await import("node:https")).Agent({ ca: this.#opts.caBundle.pem }) }
+      : undefined;
+    const client = new ECRClient({ region, maxAttempts: 3, requestHandler });
     const deadline = AbortSignal.timeout(this.#opts.requestTimeoutMs);
     const abortSignal = AbortSignal.any([this.#opts.budget, deadline]);
     try {
@@ -157,13 +175,51 @@ export function tokenError(region: string, err: unknown, options: EcrHints = {})
       true,
     );
   }
+  const tls = TLS_FAILURES[code];
+  if (tls) return make(`${prefix}: ${tls} (${code})`);
+  const refusal = sandboxRefusal(err);
+  const host = refusedHost(err) ?? (refusal?.kind === "net" ? refusal.what : undefined);
+  if (refusal && refusal.kind !== "net") {
+    // Not a network host: a runtime layer asked for something the permission
+    // set does not grant (Node's TLS layer asks for sys "ca" when it loads the
+    // default roots). Say what was refused; blaming the endpoint would send
+    // the operator after the wrong fix.
+    return make(
+      `${prefix}: the sandbox refused ${refusal.kind} access to "${refusal.what}", which the ` +
+        "ECR call needed: this build's permission set does not grant it; this is a defect " +
+        "of the build, report it (the permission sets are in deno.json)",
+    );
+  }
   if (err instanceof Deno.errors.NotCapable || code === "EPERM") {
     // Deno refuses an address outside the allow-list with NotCapable; a host
     // name is refused at lookup, which its node layer reports as EPERM.
-    return make(`${prefix}: ${sandboxAdvice(refusedHost(err), region, options.allowedHosts)}`);
+    return make(`${prefix}: ${sandboxAdvice(host, region, options.allowedHosts)}`);
   }
   return make(`${prefix}: ${code}: ${messageOf(err)}`);
 }
+
+const UNTRUSTED = "the ECR endpoint's certificate is not signed by a trusted CA: if a " +
+  "TLS-inspecting proxy or a private endpoint signs it with a CA of its own, give that CA as " +
+  "AWS_CA_BUNDLE or NODE_EXTRA_CA_CERTS (README, Custom CA certificates)";
+
+/**
+ * Node's TLS verification codes: a certificate problem is the same on every
+ * attempt, so it is said as what it is and what fixes it.
+ */
+const TLS_FAILURES: Record<string, string> = {
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: UNTRUSTED,
+  UNABLE_TO_GET_ISSUER_CERT: UNTRUSTED,
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: UNTRUSTED,
+  SELF_SIGNED_CERT_IN_CHAIN: UNTRUSTED,
+  DEPTH_ZERO_SELF_SIGNED_CERT: UNTRUSTED,
+  CERT_UNTRUSTED: UNTRUSTED,
+  CERT_HAS_EXPIRED: "the ECR endpoint's certificate has expired, or this machine's clock is " +
+    "ahead: check the clock and the certificate of AWS_ENDPOINT_URL_ECR's host",
+  CERT_NOT_YET_VALID: "the ECR endpoint's certificate is not valid yet, or this machine's " +
+    "clock is behind: check the clock and the certificate of AWS_ENDPOINT_URL_ECR's host",
+  ERR_TLS_CERT_ALTNAME_INVALID: "the ECR endpoint's certificate does not name the host " +
+    "connected to: check AWS_ENDPOINT_URL_ECR (or the proxy that answers for it)",
+};
 
 /** What to set, given what the credential chain was given. */
 export function credentialsAdvice(hints: CredentialHints | undefined): string {
@@ -212,12 +268,22 @@ export function sandboxAdvice(
 /** An ECR or STS endpoint, e.g. api.ecr-fips.eu-west-1.amazonaws.com:443, sts.us-east-1…. */
 const AWS_ENDPOINT = /^(api\.ecr|ecr|sts)\b/;
 
-/** The host Deno refused, from its error (display only; nothing branches on it). */
+/**
+ * What Deno's sandbox refused: `Requires <kind> access to "<what>"`. Deno's
+ * NotCapable carries no field saying which permission it was, so its own
+ * fixed wording is the only source; an unrecognised one is treated as a
+ * network refusal, as before.
+ */
+export function sandboxRefusal(err: unknown): { kind: string; what: string } | undefined {
+  if (!(err instanceof Deno.errors.NotCapable)) return undefined;
+  const m = /Requires (\w+) access to "([^"]*)"/.exec(err.message);
+  return m ? { kind: m[1], what: m[2] } : { kind: "net", what: "" };
+}
+
+/** The host a lookup was refused for (node's dns errors carry `hostname`). */
 function refusedHost(err: unknown): string | undefined {
   const hostname = (err as { hostname?: unknown })?.hostname;
-  if (typeof hostname === "string") return hostname;
-  const m = err instanceof Error ? /"([^"\s]+)"/.exec(err.message) : null;
-  return m?.[1];
+  return typeof hostname === "string" && hostname !== "" ? hostname : undefined;
 }
 
 /** The HTTP status the SDK saw ($metadata on service errors, $response on deserialization errors). */
