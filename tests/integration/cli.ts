@@ -28,6 +28,8 @@ export interface CliResult {
   seconds: number;
   /** True when the process outlived `killAfterMs` and was killed. */
   killed: boolean;
+  /** Date.now() when `signal` was sent, if it was. */
+  signalledAt?: number;
 }
 
 export interface CliOptions {
@@ -44,6 +46,8 @@ export interface CliOptions {
    * every later write of the program meets a closed pipe (EPIPE).
    */
   closeStdoutAfterLines?: number;
+  /** Send `signal` to the process once `when()` holds (polled every 20 ms). */
+  signal?: { name: Deno.Signal; when: () => boolean };
 }
 
 /**
@@ -110,11 +114,22 @@ export async function runKubeecr(
       child.kill("SIGKILL");
     } catch { /* already gone */ }
   }, opts.killAfterMs);
+  let signalledAt: number | undefined;
+  const poller = opts.signal && setInterval(() => {
+    if (signalledAt !== undefined || !opts.signal!.when()) return;
+    signalledAt = Date.now();
+    try {
+      child.kill(opts.signal!.name);
+    } catch { /* already gone */ }
+  }, 20);
   const [out, stderr, status] = await Promise.all([
     readLines(child.stdout, opts.closeStdoutAfterLines),
     new Response(child.stderr).text(),
     child.status,
-  ]).finally(() => clearTimeout(timer));
+  ]).finally(() => {
+    clearTimeout(timer);
+    clearInterval(poller);
+  });
   const seconds = (Date.now() - startedAt) / 1000;
   const stdout = out.map((l) => l.text).join("");
   await recordCliOutput(env, { args, code: status.code, stdout, stderr });
@@ -128,6 +143,7 @@ export async function runKubeecr(
     startedAt,
     seconds,
     killed,
+    signalledAt,
   };
 }
 
