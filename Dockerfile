@@ -31,13 +31,18 @@ COPY lib/ ./lib/
 # (exact hosts and ports, read and env allow-lists; no write, run or ffi), the
 # same set `deno run -P=cronjob` uses, so the sandbox is defined once. compile
 # downloads the target's denort runtime, so this step needs network access.
+# PROXY_HOST (host:port): an installation behind an HTTP proxy names it here
+# and with --proxy / KUBEECR_PROXY; it is the one host added to the binary's
+# allow-list (README, Proxies). Empty: no proxy can be reached.
 ARG TARGETARCH
+ARG PROXY_HOST=""
 RUN case "$TARGETARCH" in \
       amd64) target=x86_64-unknown-linux-gnu ;; \
       arm64) target=aarch64-unknown-linux-gnu ;; \
       *) echo "unsupported TARGETARCH=$TARGETARCH" >&2; exit 1 ;; \
     esac \
- && deno compile -P=cronjob --v8-flags=--max-semi-space-size=1 --no-code-cache --output dist/kubeecr --target "$target" main.ts
+ && proxy="${PROXY_HOST:+--allow-net=$PROXY_HOST}" \
+ && deno compile -P=cronjob --v8-flags=--max-semi-space-size=1 --no-code-cache --output dist/kubeecr --target "$target" $proxy main.ts
 
 # cc: glibc and libgcc, which the Deno runtime links against; no shell, no
 # package manager. :nonroot runs as 65532:65532 and keeps CA certificates in
