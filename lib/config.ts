@@ -664,8 +664,16 @@ unfinished Secrets are reported as failed and the run exits 1.
 Exit codes:
   0  every Secret that was due was refreshed, or none was due
   1  at least one Secret, region or namespace failed, or --timeout ran out
-     (everything else was still processed and reported)
+     (everything else was still processed and reported), or SIGTERM/SIGINT
+     stopped the run: no new work started, writes in flight got 5s to finish,
+     each was reported, and the summary says interrupted=true
   2  the run could not start: bad flags or environment, no cluster access
-     (first contact failed, --selector rejected), no AWS credentials at all
+     (first contact failed, --selector rejected), no AWS credentials at all,
+     an unreadable AWS_CA_BUNDLE, a --proxy the sandbox does not allow
+  130/143  a second SIGINT/SIGTERM: exited at once, without a summary
+
+Proxies: in a pod (in-cluster) HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY are
+ignored; only --proxy names one, and the sandbox must allow its host:port. With a
+kubeconfig, its proxy-url and the variables apply; --proxy wins over both.
 `;
 }
