@@ -125,32 +125,9 @@ export class KubeApi {
       this.#checkBudget(operation, where);
       const deadline = AbortSignal.timeout(this.#opts.requestTimeoutMs);
       const signal = AbortSignal.any([this.#opts.budget, deadline]);
-      let failure: { why: string; status?: number; retryAfterMs?: number };
-      try {
-        const res = await fetch(this.#url(req), {
-          method: req.method,
-          headers: await this.#headers(req),
-          body: req.body === undefined ? undefined : JSON.stringify(req.body),
-          client: this.#client,
-          signal,
-        });
-        if (res.ok) return { ok: true, status: res.status, value: await read(res) };
-        const body = await readStatus(res);
-        if (!retryableStatus(res.status)) return { ok: false, status: res.status, body };
-        failure = {
-          why: `HTTP ${res.status}${body.message ? `: ${body.message}` : ""}`,
-          status: res.status,
-          retryAfterMs: parseRetryAfter(res.headers.get("retry-after"), new Date()),
-        };
-      } catch (err) {
-        this.#checkBudget(operation, where);
-        if (err instanceof KubeConfigError || err instanceof KubeApiError) throw err;
-        failure = {
-          why: deadline.aborted
-            ? `no answer within --request-timeout ${this.#opts.requestTimeoutMs / 1000}s`
-            : networkProblem(err, this.#access),
-        };
-      }
+      const tried = await this.#attempt(operation, target, req, read, deadline, signal);
+      if ("answer" in tried) return tried.answer;
+      const failure = tried.failure;
       const delay = retryDelay(attempt, backoff, failure.retryAfterMs, Math.random());
       if (delay === undefined) {
         throw new KubeApiError(
@@ -163,6 +140,75 @@ export class KubeApi {
       this.#opts.onRetry?.(`${operation} ${where}`, attempt, delay, failure.why);
       await sleep(delay, this.#opts.budget);
     }
+  }
+
+  /** One attempt: the answer, or why it failed (for the retry decision). */
+  async #attempt<T>(
+    operation: string,
+    target: SecretRef | { namespace?: string },
+    req: Request,
+    read: (res: Response) => Promise<T>,
+    deadline: AbortSignal,
+    signal: AbortSignal,
+  ): Promise<
+    { answer: Answer<T> } | { failure: { why: string; status?: number; retryAfterMs?: number } }
+  > {
+    const where = KubeApiError.describeTarget(target);
+    let res: Response;
+    try {
+      res = await fetch(this.#url(req), {
+        method: req.method,
+        headers: await this.#headers(req),
+        body: req.body === undefined ? undefined : JSON.stringify(req.body),
+        client: this.#client,
+        signal,
+      });
+    } catch (err) {
+      this.#checkBudget(operation, where);
+      if (err instanceof KubeConfigError || err instanceof KubeApiError) throw err;
+      // A certificate problem is the same on every attempt: said at once.
+      const tls = deadline.aborted ? undefined : certificateProblem(err, this.#access);
+      if (tls) {
+        throw new KubeApiError(operation, undefined, target, `${operation} ${where}: ${tls}`);
+      }
+      return {
+        failure: {
+          why: deadline.aborted
+            ? `no answer within --request-timeout ${this.#opts.requestTimeoutMs / 1000}s`
+            : networkProblem(err, this.#access),
+        },
+      };
+    }
+    if (res.ok) {
+      try {
+        return { answer: { ok: true, status: res.status, value: await read(res) } };
+      } catch (err) {
+        this.#checkBudget(operation, where);
+        if (err instanceof KubeConfigError || err instanceof KubeApiError) throw err;
+        // The server answered; its answer broke off (a proxy cut it, a
+        // corrupt gzip stream): not "no answer", and worth another try.
+        return {
+          failure: {
+            why: deadline.aborted
+              ? `the answer (HTTP ${res.status}) did not finish within --request-timeout ${
+                this.#opts.requestTimeoutMs / 1000
+              }s`
+              : `the answer of the API server at ${this.#access.server} (HTTP ${res.status}) ` +
+                `broke off or could not be decoded: ${bodyProblem(err)}`,
+          },
+        };
+      }
+    }
+    const body = await readStatus(res);
+    if (!retryableStatus(res.status)) return { answer: { ok: false, status: res.status, body } };
+    return {
+      failure: {
+        why: `HTTP ${res.status}${body.message ? `: ${body.message}` : ""}` +
+          (res.status === 429 ? " (the API server is throttling this client)" : ""),
+        status: res.status,
+        retryAfterMs: parseRetryAfter(res.headers.get("retry-after"), new Date()),
+      },
+    };
   }
 
   #checkBudget(operation: string, where: string): void {
@@ -457,6 +503,51 @@ async function readStatus(res: Response): Promise<Status> {
   } catch {
     return {};
   }
+}
+
+/**
+ * A TLS verification failure of the API server's certificate, as what to fix.
+ * Deno's fetch error carries rustls's reason only in its text ("invalid peer
+ * certificate: NotValidYet"), so that fixed vocabulary is matched here, in
+ * one place; anything else is left to networkProblem and retried.
+ */
+export function certificateProblem(err: unknown, access: ClusterAccess): string | undefined {
+  const text = describeError(err);
+  const reason = /invalid peer certificate: (\w+)/.exec(text)?.[1];
+  if (reason === undefined) return undefined;
+  const cert = `the API server's certificate at ${access.server}`;
+  const fix = CERTIFICATE_FIXES[reason];
+  if (fix === undefined) return `${cert} was refused (${reason})`;
+  const text2 = `${cert} ${fix} (${reason})`;
+  if (access.insecureSkipTlsVerify && fix === CERTIFICATE_FIXES.UnknownIssuer) {
+    return `${text2}; the kubeconfig sets insecure-skip-tls-verify, which Deno's HTTP client ` +
+      "cannot honour per cluster: add the cluster's certificate-authority-data, or run " +
+      `deno run --unsafely-ignore-certificate-errors=${new URL(access.server).hostname} ...`;
+  }
+  return text2;
+}
+
+const UNKNOWN_ISSUER = "is not signed by the CA this run trusts: check the kubeconfig's " +
+  "certificate-authority(-data) (in a pod: the service account's ca.crt), or whether a proxy " +
+  "answers in the API server's place";
+
+const CERTIFICATE_FIXES: Record<string, string> = {
+  UnknownIssuer: UNKNOWN_ISSUER,
+  BadSignature: UNKNOWN_ISSUER,
+  NotValidYet: "is not valid yet: this machine's clock is behind, or the certificate was " +
+    "issued with a future start date; check the clock (timedatectl) and the certificate",
+  Expired: "has expired, or this machine's clock is ahead: renew the API server's " +
+    "certificate or fix the clock",
+  NotValidForName: "does not name the host of the server URL: use a server URL the " +
+    "certificate names (its SANs), e.g. the one kubectl config view shows for this cluster",
+};
+
+/** Why a body could not be read, without the request URL Deno's message repeats. */
+function bodyProblem(err: unknown): string {
+  return describeError(err).replace(
+    /error (sending request|reading a body) (for|from) [^:]*: ?/g,
+    "",
+  );
 }
 
 /** What a failed fetch says, with the fix for the one case a kubeconfig can cause. */
