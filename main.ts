@@ -215,7 +215,10 @@ async function main(): Promise<number> {
         requestTimeoutMs: config.requestTimeoutMs,
         budget,
         // For messages that say what to do (lib/ reads no environment).
-        credentials: credentialHints((name) => readEnv([name])[name]),
+        credentials: credentialHints(
+          (name) => readEnv([name])[name],
+          (host) => Deno.permissions.querySync({ name: "net", host }).state === "granted",
+        ),
         allowedHosts: denoJson.permissions.cronjob.net,
         ...(caBundle ? { caBundle } : {}),
       }),

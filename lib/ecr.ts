@@ -51,16 +51,54 @@ export interface CredentialHints {
   /** Whether AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are set (never their values). */
   accessKeyId: boolean;
   secretAccessKey: boolean;
+  /** AWS_CONTAINER_CREDENTIALS_FULL_URI / _RELATIVE_URI, and whether the sandbox may reach it. */
+  container?: { variable: string; url: string; host: string; allowed: boolean };
 }
 
-/** The hints from an environment lookup (main.ts passes one that respects the sandbox). */
-export function credentialHints(get: (name: string) => string | undefined): CredentialHints {
+/** Where the SDK sends AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (ECS's agent). */
+const ECS_CREDENTIALS_ENDPOINT = "http://169.254.170.2";
+
+/**
+ * The hints from an environment lookup (main.ts passes one that respects the
+ * sandbox) and the sandbox's answer for a host:port.
+ */
+export function credentialHints(
+  get: (name: string) => string | undefined,
+  netAllowed: (host: string) => boolean = () => true,
+): CredentialHints {
   const set = (name: string) => (get(name) ?? "") !== "";
   const profile = get("AWS_PROFILE");
   return {
     ...(profile ? { profile } : {}),
     accessKeyId: set("AWS_ACCESS_KEY_ID"),
     secretAccessKey: set("AWS_SECRET_ACCESS_KEY"),
+    ...containerHint(get, netAllowed),
+  };
+}
+
+function containerHint(
+  get: (name: string) => string | undefined,
+  netAllowed: (host: string) => boolean,
+): Pick<CredentialHints, "container"> {
+  const full = get("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+  const relative = get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  // The SDK prefers RELATIVE_URI when both are set.
+  const [variable, url] = relative
+    ? ["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", `${ECS_CREDENTIALS_ENDPOINT}${relative}`]
+    : full
+    ? ["AWS_CONTAINER_CREDENTIALS_FULL_URI", full]
+    : [undefined, undefined];
+  if (!variable || !url) return {};
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { container: { variable, url: "(not a URL)", host: "", allowed: false } };
+  }
+  const port = parsed.port || (parsed.protocol === "https:" ? "443" : "80");
+  const host = `${parsed.hostname}:${port}`;
+  return {
+    container: { variable, url: parsed.origin + parsed.pathname, host, allowed: netAllowed(host) },
   };
 }
 
@@ -169,6 +207,17 @@ export function tokenError(region: string, err: unknown, options: EcrHints = {})
         "instead of ECR; the next run will try again",
     );
   }
+  if (status !== undefined && (isUnparsedAnswer(err) || code === "Unknown")) {
+    // The SDK could not read the answer ("Deserialization error … $response",
+    // or an error body it names "Unknown"): ECR's or STS's (the credential
+    // exchange runs inside this call), but not in AWS's format.
+    return make(
+      `AWS answered HTTP ${status} with a body that is not an AWS answer (in ${region}, ECR or ` +
+        "the STS credential exchange): something between KubeECR and AWS (a proxy, a load " +
+        "balancer, a wrong AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL_STS) answered instead, or " +
+        "cut the answer short; the next run will try again",
+    );
+  }
   if (code === "CredentialsProviderError") {
     return make(
       `${prefix}: no AWS credentials found; ${credentialsAdvice(options.credentials)}`,
@@ -223,6 +272,19 @@ const TLS_FAILURES: Record<string, string> = {
 
 /** What to set, given what the credential chain was given. */
 export function credentialsAdvice(hints: CredentialHints | undefined): string {
+  const c = hints?.container;
+  if (c && !c.allowed) {
+    return `${c.variable} points the SDK at ${c.url}, and the sandbox refuses ${
+      c.host || "that URL"
+    }: it is not among the hosts this build may reach (EKS Pod Identity's 169.254.170.23:80 ` +
+      "and [fd00:ec2::23]:80 are); unset it, or use EKS Pod Identity, IRSA or the " +
+      "kubeecr-aws-secrets Secret";
+  }
+  if (c) {
+    return `${c.variable} points the SDK at ${c.url}, which gave no credentials: check that ` +
+      "the agent there answers (EKS Pod Identity, ECS) and that the token file it needs is " +
+      "mounted, or unset it";
+  }
   if (hints?.profile !== undefined) {
     return `AWS_PROFILE names the profile ${JSON.stringify(hints.profile)}, which gave no ` +
       "credentials: it is not in ~/.aws/config or ~/.aws/credentials (or the files " +
@@ -284,6 +346,11 @@ export function sandboxRefusal(err: unknown): { kind: string; what: string } | u
 function refusedHost(err: unknown): string | undefined {
   const hostname = (err as { hostname?: unknown })?.hostname;
   return typeof hostname === "string" && hostname !== "" ? hostname : undefined;
+}
+
+/** The SDK's deserialization failures keep the raw response in a hidden `$response`. */
+function isUnparsedAnswer(err: unknown): boolean {
+  return typeof err === "object" && err !== null && "$response" in err;
 }
 
 /** The HTTP status the SDK saw ($metadata on service errors, $response on deserialization errors). */

@@ -585,6 +585,25 @@ ${pod.stdout}`,
         assert.deepEqual(net.records.slice(seen), [], host);
         assert.equal((await secretState(env, "team-one")).resourceVersion, before.resourceVersion);
       }
+      // A container-credentials URL to a refused host: named, not "no credentials found" alone.
+      const seen = net.records.length;
+      const pod = await runAsPod(env, net, work, {
+        env: {
+          AWS_ACCESS_KEY_ID: undefined,
+          AWS_SECRET_ACCESS_KEY: undefined,
+          AWS_CONTAINER_CREDENTIALS_FULL_URI: `https://${EVIL_STS}/creds`,
+        },
+        extraArgs: ["--force"],
+      });
+      assert.equal(pod.code, 2, pod.stdout + pod.stderr);
+      assert.ok(
+        pod.stdout.includes(
+          `AWS_CONTAINER_CREDENTIALS_FULL_URI points the SDK at https://${EVIL_STS}/creds, ` +
+            `and the sandbox refuses ${EVIL_STS}:443`,
+        ),
+        pod.stdout,
+      );
+      assert.deepEqual(net.records.slice(seen), []);
     });
   });
 });
