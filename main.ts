@@ -235,7 +235,12 @@ async function main(): Promise<number> {
     // Interrupted before the first page: nothing was looked at, and saying
     // "cannot use the Kubernetes API" would blame the cluster.
     if (signals.stop.aborted) {
-      log.error("summary", { interrupted: true, error: describeError(err), "exit-code": 1 });
+      log.error("summary", {
+        interrupted: true,
+        error: `interrupted by ${signals.stop.reason} before the run got going; nothing was ` +
+          "written, the next run does it all",
+        "exit-code": EXIT_FAILED,
+      });
       return EXIT_FAILED;
     }
     const cannotStart = !started || err instanceof CannotStartError;
