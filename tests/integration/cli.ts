@@ -8,7 +8,7 @@
  */
 
 import * as k8s from "@kubernetes/client-node";
-import { kubeConfigFor } from "../testenv/connect.ts";
+import { kubeConfigFor, writeKubeconfig } from "../testenv/connect.ts";
 import type { TestEnvInfo } from "../testenv/env.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
@@ -292,4 +292,19 @@ export function summaryOf(run: CliResult): Record<string, unknown> {
   const s = run.lines.find((l) => l.msg === "summary");
   if (!s) throw new Error(`no summary line in:\n${run.stdout}\n${run.stderr}`);
   return s;
+}
+
+/** A kubeconfig for the test environment whose user gets its token from the exec plugin `plugin`. */
+export async function execPluginKubeconfig(env: TestEnvInfo, plugin: string): Promise<string> {
+  const path = await writeKubeconfig(env, env.admin);
+  const text = await Deno.readTextFile(path);
+  await Deno.writeTextFile(
+    path,
+    text.replace(
+      /^ {4}client-certificate-data: .*\n {4}client-key-data: .*$/m,
+      `    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ${plugin}\n` +
+        "      interactiveMode: Never",
+    ),
+  );
+  return path;
 }

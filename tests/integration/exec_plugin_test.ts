@@ -8,8 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { freshNamespace, kubectl, testEnv, writeKubeconfig } from "../testenv/connect.ts";
-import { createSecret, runKubeecr, summaryOf } from "./cli.ts";
+import { freshNamespace, kubectl, testEnv } from "../testenv/connect.ts";
+import { createSecret, execPluginKubeconfig, runKubeecr, summaryOf } from "./cli.ts";
 
 const env = await testEnv();
 const JSON_LOG = ["--log-format=json"];
@@ -19,16 +19,7 @@ async function pluginKubeconfig(script: string) {
   const dir = await Deno.makeTempDir({ dir: env.dir, prefix: "plugin-" });
   const plugin = `${dir}/get-token`;
   await Deno.writeTextFile(plugin, `#!/bin/sh\n${script}\n`, { mode: 0o755 });
-  const path = await writeKubeconfig(env, env.admin);
-  const text = await Deno.readTextFile(path);
-  await Deno.writeTextFile(
-    path,
-    text.replace(
-      /^ {4}client-certificate-data: .*\n {4}client-key-data: .*$/m,
-      `    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ${plugin}\n` +
-        "      interactiveMode: Never",
-    ),
-  );
+  const path = await execPluginKubeconfig(env, plugin);
   return { plugin, dir, kubeconfig: path };
 }
 
