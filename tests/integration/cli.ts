@@ -8,7 +8,7 @@
  */
 
 import * as k8s from "@kubernetes/client-node";
-import { kubeConfigFor, writeKubeconfig } from "../testenv/connect.ts";
+import { kubeConfigFor, kubectl, writeKubeconfig } from "../testenv/connect.ts";
 import type { TestEnvInfo } from "../testenv/env.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
@@ -307,4 +307,17 @@ export async function execPluginKubeconfig(env: TestEnvInfo, plugin: string): Pr
     ),
   );
   return path;
+}
+
+/** A token of a new ServiceAccount in `ns` bound to cluster-admin: what an exec plugin hands out. */
+export async function pluginUserToken(env: TestEnvInfo, ns: string): Promise<string> {
+  await kubectl(env, ["-n", ns, "create", "serviceaccount", "plugin-user"]);
+  await kubectl(env, [
+    "create",
+    "clusterrolebinding",
+    `${ns}-plugin`,
+    "--clusterrole=cluster-admin",
+    `--serviceaccount=${ns}:plugin-user`,
+  ]);
+  return (await kubectl(env, ["-n", ns, "create", "token", "plugin-user"])).trim();
 }

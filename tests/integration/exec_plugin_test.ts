@@ -8,8 +8,14 @@
  */
 
 import assert from "node:assert/strict";
-import { freshNamespace, kubectl, testEnv } from "../testenv/connect.ts";
-import { createSecret, execPluginKubeconfig, runKubeecr, summaryOf } from "./cli.ts";
+import { freshNamespace, testEnv } from "../testenv/connect.ts";
+import {
+  createSecret,
+  execPluginKubeconfig,
+  pluginUserToken,
+  runKubeecr,
+  summaryOf,
+} from "./cli.ts";
 
 const env = await testEnv();
 const JSON_LOG = ["--log-format=json"];
@@ -21,19 +27,6 @@ async function pluginKubeconfig(script: string) {
   await Deno.writeTextFile(plugin, `#!/bin/sh\n${script}\n`, { mode: 0o755 });
   const path = await execPluginKubeconfig(env, plugin);
   return { plugin, dir, kubeconfig: path };
-}
-
-/** A ServiceAccount token allowed to do the job, for plugins that answer. */
-async function workingToken(ns: string): Promise<string> {
-  await kubectl(env, ["-n", ns, "create", "serviceaccount", "plugin-user"]);
-  await kubectl(env, [
-    "create",
-    "clusterrolebinding",
-    `${ns}-plugin`,
-    "--clusterrole=cluster-admin",
-    `--serviceaccount=${ns}:plugin-user`,
-  ]);
-  return (await kubectl(env, ["-n", ns, "create", "token", "plugin-user"])).trim();
 }
 
 const errorOf = (run: { lines: Record<string, unknown>[] }) =>
@@ -90,7 +83,7 @@ Deno.test("an unusable expirationTimestamp: the plugin runs once for the whole r
   for (let i = 0; i < 12; i++) {
     await createSecret(env, ns, { name: `pull-${i}`, registries: "123456789012/us-west-2" });
   }
-  const token = await workingToken(ns);
+  const token = await pluginUserToken(env, ns);
   const soon = () => new Date(Date.now() + 10_000).toISOString();
   const cases: [string, () => string][] = [
     ["unparseable", () => "tomorrow"],
