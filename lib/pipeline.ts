@@ -88,13 +88,15 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
 
   const report = async (outcome: Outcome, uid: string) => {
     tally.add(outcome);
-    // No event once stopping: an event is a write, and no new work starts.
+    // No event once the budget is spent or the run is stopping: an event is
+    // new work. The line still says what happened ("refreshed", not "would").
     await reportOutcome(
       outcome,
       uid,
       store,
       log,
-      opts.dryRun || deps.budget.aborted || stopping(),
+      opts.dryRun,
+      !(opts.dryRun || deps.budget.aborted || stopping()),
     );
   };
 

@@ -73,6 +73,8 @@ export async function reportOutcome(
   store: SecretStore,
   log: Logger,
   dryRun: boolean,
+  /** Record the event; false once the budget is spent or the run is stopping. */
+  withEvent = !dryRun,
 ): Promise<void> {
   const secret = refString(o.secret);
   switch (o.kind) {
@@ -94,7 +96,7 @@ export async function reportOutcome(
       log.error("failed", { secret, reason: o.reason, error: o.message });
       break;
   }
-  if (dryRun) return;
+  if (dryRun || !withEvent) return;
   const event = o.kind === "refreshed"
     ? {
       type: "Normal" as const,
