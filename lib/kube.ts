@@ -373,7 +373,9 @@ export function stderrHint(stderr: string): string {
       /\b(tokens?|secrets?|password|passwd|key|credentials?|authorization|bearer)\b.*$/i,
       "$1 [REDACTED]",
     )
-    .replace(/[A-Za-z0-9+/=_.~-]{24,}/g, "[REDACTED]")
+    // Opaque strings (tokens, keys), not paths: "/" is left out so a
+    // plugin's "no such file /home/me/.aws/config" stays readable.
+    .replace(/[A-Za-z0-9+=_.~-]{24,}/g, "[REDACTED]")
     .slice(0, 200);
 }
 
@@ -512,35 +514,43 @@ async function readStatus(res: Response): Promise<Status> {
  * one place; anything else is left to networkProblem and retried.
  */
 export function certificateProblem(err: unknown, access: ClusterAccess): string | undefined {
-  const text = describeError(err);
-  const reason = /invalid peer certificate: (\w+)/.exec(text)?.[1];
-  if (reason === undefined) return undefined;
+  const detail = /invalid peer certificate: (.*)$/.exec(describeError(err))?.[1];
+  if (detail === undefined) return undefined;
   const cert = `the API server's certificate at ${access.server}`;
-  const fix = CERTIFICATE_FIXES[reason];
-  if (fix === undefined) return `${cert} was refused (${reason})`;
-  const text2 = `${cert} ${fix} (${reason})`;
-  if (access.insecureSkipTlsVerify && fix === CERTIFICATE_FIXES.UnknownIssuer) {
-    return `${text2}; the kubeconfig sets insecure-skip-tls-verify, which Deno's HTTP client ` +
+  const fix = CERTIFICATE_FIXES.find(([pattern]) => pattern.test(detail))?.[1];
+  if (fix === undefined) return `${cert} was refused (${detail})`;
+  const text = `${cert} ${fix} (${detail})`;
+  if (access.insecureSkipTlsVerify && fix === UNKNOWN_ISSUER) {
+    return `${text}; the kubeconfig sets insecure-skip-tls-verify, which Deno's HTTP client ` +
       "cannot honour per cluster: add the cluster's certificate-authority-data, or run " +
       `deno run --unsafely-ignore-certificate-errors=${new URL(access.server).hostname} ...`;
   }
-  return text2;
+  return text;
 }
 
 const UNKNOWN_ISSUER = "is not signed by the CA this run trusts: check the kubeconfig's " +
   "certificate-authority(-data) (in a pod: the service account's ca.crt), or whether a proxy " +
   "answers in the API server's place";
 
-const CERTIFICATE_FIXES: Record<string, string> = {
-  UnknownIssuer: UNKNOWN_ISSUER,
-  BadSignature: UNKNOWN_ISSUER,
-  NotValidYet: "is not valid yet: this machine's clock is behind, or the certificate was " +
-    "issued with a future start date; check the clock (timedatectl) and the certificate",
-  Expired: "has expired, or this machine's clock is ahead: renew the API server's " +
-    "certificate or fix the clock",
-  NotValidForName: "does not name the host of the server URL: use a server URL the " +
-    "certificate names (its SANs), e.g. the one kubectl config view shows for this cluster",
-};
+/** rustls's reasons, in its older (enum) and newer (sentence) wording. */
+const CERTIFICATE_FIXES: [RegExp, string][] = [
+  [/UnknownIssuer|unknown issuer|BadSignature|bad signature/i, UNKNOWN_ISSUER],
+  [
+    /NotValidYet|not valid yet/i,
+    "is not valid yet: this machine's clock is behind, or the certificate was issued with a " +
+    "future start date; check the clock (timedatectl) and the certificate",
+  ],
+  [
+    /Expired|expired/,
+    "has expired, or this machine's clock is ahead: renew the API server's certificate or fix " +
+    "the clock",
+  ],
+  [
+    /NotValidForName|not valid for name/i,
+    "does not name the host of the server URL: use a server URL the certificate names (its " +
+    "SANs), e.g. the one kubectl config view shows for this cluster",
+  ],
+];
 
 /** Why a body could not be read, without the request URL Deno's message repeats. */
 function bodyProblem(err: unknown): string {

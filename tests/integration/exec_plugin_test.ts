@@ -35,7 +35,7 @@ const errorOf = (run: { lines: Record<string, unknown>[] }) =>
 Deno.test("an exec plugin that hangs, ignores SIGTERM and leaves a child on stdout ends with --timeout", async () => {
   const ns = await freshNamespace(env, "plugin-hang");
   await createSecret(env, ns, { name: "pull", registries: "123456789012/us-west-2" });
-  const p = await pluginKubeconfig(`trap '' TERM INT\n(sleep 300) &\nsleep 300`);
+  const p = await pluginKubeconfig(`trap '' TERM INT\n(/bin/sleep 60) &\n/bin/sleep 60`);
   const run = await runKubeecr(env, ["--namespace", ns, "--timeout", "5s", ...JSON_LOG], {
     env: { KUBECONFIG: p.kubeconfig },
     denoFlags: [`--allow-run=${p.plugin}`],
@@ -49,7 +49,7 @@ Deno.test("an exec plugin that hangs, ignores SIGTERM and leaves a child on stdo
 
 Deno.test("an exec plugin printing 300 MB is stopped at 1 MiB, not buffered", async () => {
   const ns = await freshNamespace(env, "plugin-flood");
-  const p = await pluginKubeconfig("head -c 300000000 /dev/zero | tr '\\0' 'x'");
+  const p = await pluginKubeconfig("/usr/bin/head -c 300000000 /dev/zero | /usr/bin/tr '\\0' 'x'");
   const run = await runKubeecr(env, ["--namespace", ns, ...JSON_LOG], {
     env: { KUBECONFIG: p.kubeconfig },
     denoFlags: [`--allow-run=${p.plugin}`],
@@ -93,7 +93,7 @@ Deno.test("an unusable expirationTimestamp: the plugin runs once for the whole r
   for (const [name, expiry] of cases) {
     await t.step(name, async () => {
       const p = await pluginKubeconfig(
-        `echo run >> "$(dirname "$0")/runs"\n` +
+        `echo run >> "\${0%/*}/runs"\n` +
           `echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",` +
           `"status":{"token":"${token}","expirationTimestamp":"${expiry()}"}}'`,
       );

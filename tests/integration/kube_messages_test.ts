@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { freshNamespace, testEnv } from "../testenv/connect.ts";
+import { testEnv } from "../testenv/connect.ts";
 import { kubeconfigYaml } from "../testenv/env.ts";
 import {
   fault,
@@ -159,10 +159,9 @@ Deno.test("an answer that breaks off or is corrupt gzip is not 'no answer from t
 });
 
 Deno.test("a 429 says the API server throttles, not that it did not answer", async () => {
-  const ns = await freshNamespace(env, "throttled");
   await using api = startKubeFaultProxy(env);
   api.add({ fault: fault.status(429, 0) });
-  const run = await runKubeecr(env, ["--namespace", ns, ...JSON_LOG], {
+  const run = await runKubeecr(env, JSON_LOG, {
     env: { KUBECONFIG: await proxyKubeconfig(env, api) },
   });
   assert.equal(run.code, 2, run.stdout + run.stderr);
