@@ -390,12 +390,14 @@ interface PluginOutput {
 
 /**
  * Runs the plugin in a session (and so a process group) of its own
- * (`detached`, which calls setsid(2); no setsid binary needed). At the
- * deadline it is killed, and its whole group when the sandbox allows
- * signalling other processes (Deno.kill needs --allow-run without a list,
- * which README does not ask for). Either way the run stops waiting at once:
- * the pipes are cancelled, so a child left holding stdout does not keep the
- * run alive. Stdout is read up to MAX_PLUGIN_STDOUT.
+ * (`detached`, which calls setsid(2); no setsid binary needed), so a Ctrl-C
+ * meant for KubeECR reaches it only through KubeECR's own stop. At the
+ * deadline the plugin is killed (SIGKILL: a plugin may ignore SIGTERM) and
+ * the run stops waiting at once: the pipes are cancelled, so a child left
+ * holding stdout cannot keep the run alive. Its children are not killed:
+ * Deno signals only its own child (Deno.kill(-pgid) reaches the leader alone,
+ * checked with Deno 2.9.6), so an orphan lives until it ends by itself.
+ * Stdout is read up to MAX_PLUGIN_STDOUT.
  */
 async function runPlugin(exec: ExecConfig, signal: AbortSignal): Promise<PluginOutput> {
   const child = new Deno.Command(exec.command, {
@@ -416,9 +418,6 @@ async function runPlugin(exec: ExecConfig, signal: AbortSignal): Promise<PluginO
   let ended: PluginOutput["ended"] = "exited";
   const kill = (why: PluginOutput["ended"]) => {
     if (ended === "exited") ended = why;
-    try {
-      Deno.kill(-child.pid, "SIGKILL");
-    } catch { /* not permitted (or gone): the plugin itself at least */ }
     try {
       child.kill("SIGKILL");
     } catch { /* already gone */ }
