@@ -23,6 +23,14 @@ RUN deno install --frozen
 COPY main.ts ./
 COPY lib/ ./lib/
 
+# PROXY_HOST (host:port): an installation behind an HTTP proxy names it here
+# and with --proxy / KUBEECR_PROXY (README, Proxies). It becomes the one host
+# added to permissions.cronjob.net before compiling: an --allow-net flag next
+# to -P=cronjob would replace the set's list, not add to it. Empty: no proxy
+# can be reached, whatever the environment says.
+ARG PROXY_HOST=""
+RUN if [ -n "$PROXY_HOST" ]; then deno eval 'const f = "deno.json"; const j = JSON.parse(Deno.readTextFileSync(f)); j.permissions.cronjob.net.push(Deno.env.get("PROXY_HOST")); Deno.writeTextFileSync(f, JSON.stringify(j, null, 2));'; fi
+
 # `deno task compile` plus --target (the task cannot take it: `deno task
 # compile --target X` would pass --target to the program). The flags must stay
 # those of the task; tests/unit/dockerfile_test.ts checks that they do.
@@ -31,18 +39,13 @@ COPY lib/ ./lib/
 # (exact hosts and ports, read and env allow-lists; no write, run or ffi), the
 # same set `deno run -P=cronjob` uses, so the sandbox is defined once. compile
 # downloads the target's denort runtime, so this step needs network access.
-# PROXY_HOST (host:port): an installation behind an HTTP proxy names it here
-# and with --proxy / KUBEECR_PROXY; it is the one host added to the binary's
-# allow-list (README, Proxies). Empty: no proxy can be reached.
 ARG TARGETARCH
-ARG PROXY_HOST=""
 RUN case "$TARGETARCH" in \
       amd64) target=x86_64-unknown-linux-gnu ;; \
       arm64) target=aarch64-unknown-linux-gnu ;; \
       *) echo "unsupported TARGETARCH=$TARGETARCH" >&2; exit 1 ;; \
     esac \
- && proxy="${PROXY_HOST:+--allow-net=$PROXY_HOST}" \
- && deno compile -P=cronjob --v8-flags=--max-semi-space-size=1 --no-code-cache --output dist/kubeecr --target "$target" $proxy main.ts
+ && deno compile -P=cronjob --v8-flags=--max-semi-space-size=1 --no-code-cache --output dist/kubeecr --target "$target" main.ts
 
 # cc: glibc and libgcc, which the Deno runtime links against; no shell, no
 # package manager. :nonroot runs as 65532:65532 and keeps CA certificates in

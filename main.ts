@@ -119,9 +119,10 @@ function checkProxyAllowed(proxy: string): void {
   if (Deno.permissions.querySync({ name: "net", host }).state === "granted") return;
   throw new ConfigError(
     "--proxy",
-    `--proxy ${proxy}: the sandbox does not allow connections to ${host}; allow that one ` +
-      `host as well: deno run -P=cronjob --allow-net=${host} main.ts, or build the image with ` +
-      `--build-arg PROXY_HOST=${host} (the compiled binary's allow-list is fixed at build time)`,
+    `--proxy ${proxy}: the sandbox does not allow connections to ${host}; add that one host ` +
+      "to permissions.cronjob.net in deno.json and rebuild (the Dockerfile does it with " +
+      `--build-arg PROXY_HOST=${host}); with deno run, --allow-net replaces the set's list, ` +
+      "so it must repeat the list and add the host (README, Proxies)",
   );
 }
 
