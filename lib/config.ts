@@ -658,7 +658,8 @@ web identity / IRSA, EKS Pod Identity, instance profile, shared config and profi
 
 Deadlines and retries: each Kubernetes request and ECR call has --request-timeout;
 connection failures, timeouts, HTTP 429 (Retry-After honoured) and 500/502/503/504
-are retried up to 4 attempts in all, with capped backoff. When --timeout is spent,
+are retried up to 4 attempts in all, with capped backoff; a certificate problem (unknown CA,
+not valid yet, expired, wrong name) is reported at once, as retrying cannot change it. When --timeout is spent,
 unfinished Secrets are reported as failed and the run exits 1.
 
 Exit codes:

@@ -348,9 +348,13 @@ function refusedHost(err: unknown): string | undefined {
   return typeof hostname === "string" && hostname !== "" ? hostname : undefined;
 }
 
-/** The SDK's deserialization failures keep the raw response in a hidden `$response`. */
+/**
+ * The SDK's deserialization failures keep the raw response in a hidden
+ * `$response`; its service errors (AccessDeniedException, …) carry one too,
+ * but also `$fault`, which a failure to read the answer does not.
+ */
 function isUnparsedAnswer(err: unknown): boolean {
-  return typeof err === "object" && err !== null && "$response" in err;
+  return typeof err === "object" && err !== null && "$response" in err && !("$fault" in err);
 }
 
 /** The HTTP status the SDK saw ($metadata on service errors, $response on deserialization errors). */

@@ -257,4 +257,12 @@ Deno.test("tokenError: an answer the SDK could not read is not shown as SDK inte
   const got = tokenError("us-west-2", err);
   assert.match(got.message, /AWS answered HTTP 200 with a body that is not an AWS answer/);
   assert.doesNotMatch(got.message, INTERNALS);
+  // A service error carries $response too, and $fault: it keeps AWS's own name.
+  const denied = Object.assign(new Error("not authorized"), {
+    name: "AccessDeniedException",
+    $fault: "client",
+    $metadata: { httpStatusCode: 400 },
+  });
+  Object.defineProperty(denied, "$response", { value: { statusCode: 400 }, enumerable: false });
+  assert.match(tokenError("us-west-2", denied).message, /AccessDeniedException: not authorized/);
 });
