@@ -8,6 +8,7 @@
 import denoJson from "./deno.json" with { type: "json" };
 import { type Config, ENV_VARS, parseConfig, proxyHost } from "./lib/config.ts";
 import { type CaBundle, credentialHints, EcrTokenSource } from "./lib/ecr.ts";
+import { ServerClock } from "./lib/clock.ts";
 import { ConfigError, describeError, KubeEcrError } from "./lib/errors.ts";
 import { Logger } from "./lib/log.ts";
 import { CannotStartError, runOnce } from "./lib/pipeline.ts";
@@ -195,10 +196,19 @@ async function main(): Promise<number> {
     // Loaded only now, so --help, --version and flag errors answer at once.
     const { KubeApi, KubeSecretStore } = await import("./lib/kube.ts");
     const { loadClusterAccess } = await import("./lib/kubeconfig.ts");
+    const clock = new ServerClock(
+      Date.now,
+      (skew) =>
+        log.warn("this machine's clock differs from the API server's; judging by the server's", {
+          ...skew,
+          fix: "synchronise the node's clock (NTP)",
+        }),
+    );
     const access = await loadClusterAccess(config.kube);
     // --proxy, the installation's choice, wins over a kubeconfig's proxy-url.
     if (config.proxy) access.proxyUrl = config.proxy;
     const api = new KubeApi(access, {
+      onDate: (date) => clock.observe(date),
       requestTimeoutMs: config.requestTimeoutMs,
       budget,
       concurrency: config.concurrency,
@@ -224,7 +234,17 @@ async function main(): Promise<number> {
         ...(caBundle ? { caBundle } : {}),
       }),
       log,
-      now: () => new Date(),
+      now: () => clock.now(),
+      onEcrDate: (region, date) =>
+        clock.observeEcr(
+          region,
+          date,
+          (skew) =>
+            log.warn("ECR's clock differs from the API server's", {
+              ...skew,
+              fix: "check what answers for ECR (AWS_ENDPOINT_URL_ECR, a proxy)",
+            }),
+        ),
       budget,
       stop: signals.stop,
     });

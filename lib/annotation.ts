@@ -22,9 +22,27 @@ const LONG = 100;
 const PREFIX = 40;
 
 const ACCOUNT_RE = /^[0-9]{12}$/;
-// Partition prefix, optional "-gov", a direction word, a number:
-// us-west-2, us-gov-west-1, cn-north-1, ap-southeast-3, il-central-1.
-const REGION_RE = /^[a-z]{2}(-gov)?-[a-z]+-\d{1,2}$/;
+// Partition prefix (two letters, optionally "-gov"; or one of the isolated
+// and sovereign partitions' prefixes), a direction word, a number:
+// us-west-2, us-gov-west-1, cn-north-1, il-central-1, us-isob-east-1,
+// eu-isoe-west-1, eusc-de-east-1. The admission policy holds the same
+// expression (manifests/components/admission/policy.yaml).
+const REGION_RE = /^([a-z]{2}(-gov)?|us-iso[bf]?|eu-isoe|eusc-de)-[a-z]+-\d{1,2}$/;
+
+/**
+ * The registry host's domain per partition: the dnsSuffix of the AWS SDK's
+ * partition table (tests/unit/annotation_test.ts checks every region the SDK
+ * knows against it). The first match wins; the aws and aws-us-gov partitions
+ * are the rest.
+ */
+const PARTITION_DOMAINS: [RegExp, string][] = [
+  [/^cn-/, "amazonaws.com.cn"],
+  [/^us-iso-/, "c2s.ic.gov"],
+  [/^us-isob-/, "sc2s.sgov.gov"],
+  [/^us-isof-/, "csp.hci.ic.gov"],
+  [/^eu-isoe-/, "cloud.adc-e.uk"],
+  [/^eusc-/, "amazonaws.eu"],
+];
 
 /**
  * "123456789012/us-west-2, 210987654321/eu-central-1" → two registries.
@@ -122,8 +140,9 @@ function quote(s: string): string {
   return `"${out}"`;
 }
 
-/** ECR registry host; the China partition lives under amazonaws.com.cn. */
-function hostFor(account: string, region: string): string {
-  const suffix = region.startsWith("cn-") ? "amazonaws.com.cn" : "amazonaws.com";
-  return `${account}.dkr.ecr.${region}.${suffix}`;
+/** ECR registry host, e.g. 123456789012.dkr.ecr.us-isob-east-1.sc2s.sgov.gov. */
+export function hostFor(account: string, region: string): string {
+  const domain = PARTITION_DOMAINS.find(([prefix]) => prefix.test(region))?.[1] ??
+    "amazonaws.com";
+  return `${account}.dkr.ecr.${region}.${domain}`;
 }

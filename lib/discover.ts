@@ -4,7 +4,13 @@
 
 import { BudgetError } from "./errors.ts";
 import type { Logger } from "./log.ts";
-import { KubeApiError, type ListScope, type SecretStore, type StoredSecret } from "./store.ts";
+import {
+  KubeApiError,
+  type ListScope,
+  type RejectedItem,
+  type SecretStore,
+  type StoredSecret,
+} from "./store.ts";
 
 export interface DiscoverOptions {
   annotation: string;
@@ -19,7 +25,9 @@ export type Found =
   /** Annotated, in a namespace that --namespace-selector does not select: left alone. */
   | { kind: "not-selected"; secret: StoredSecret }
   /** A namespace that could not be listed (403): a failure, the rest goes on. */
-  | { kind: "scope-failed"; error: KubeApiError };
+  | { kind: "scope-failed"; error: KubeApiError }
+  /** A list item that is not a usable dockerconfigjson Secret: that item's problem only. */
+  | { kind: "rejected"; item: RejectedItem };
 
 /**
  * The cluster could not be used at all (no answer, 401, a cluster-wide list
@@ -57,12 +65,18 @@ export async function* discover(
     try {
       for await (const page of pagesOnce(store, scope, opts.annotation, log)) {
         first = false;
-        found += page.length;
-        yield page.filter((s) => !excluded.has(s.namespace)).map((secret): Found =>
-          selected && !selected.has(secret.namespace)
-            ? { kind: "not-selected", secret }
-            : { kind: "secret", secret }
-        );
+        found += page.secrets.length + page.rejected.length;
+        yield [
+          ...page.secrets.filter((s) => !excluded.has(s.namespace)).map((secret): Found =>
+            selected && !selected.has(secret.namespace)
+              ? { kind: "not-selected", secret }
+              : { kind: "secret", secret }
+          ),
+          // Not in a selected namespace: KubeECR neither writes nor records anything there.
+          ...page.rejected.filter((s) =>
+            !excluded.has(s.namespace) && (!selected || selected.has(s.namespace))
+          ).map((item): Found => ({ kind: "rejected", item })),
+        ];
       }
     } catch (err) {
       if (!(err instanceof KubeApiError)) throw err;
@@ -88,25 +102,30 @@ export async function* discover(
 }
 
 /**
- * The scope's pages, each Secret once. A continue token can expire (HTTP 410)
- * during a long listing; the listing then starts over once, skipping the
- * Secrets already handed out.
+ * The scope's pages, each Secret once (also when one page holds it twice). A
+ * continue token can expire (HTTP 410) during a long listing; the listing
+ * then starts over once, skipping the Secrets already handed out.
  */
 async function* pagesOnce(
   store: SecretStore,
   scope: ListScope,
   annotation: string,
   log: Logger,
-): AsyncGenerator<StoredSecret[]> {
+): AsyncGenerator<{ secrets: StoredSecret[]; rejected: RejectedItem[] }> {
   const seen = new Set<string>();
+  // The uid names a Secret; a rejected item may lack one, so its name stands in.
+  const once = (s: { uid: string; namespace: string; name: string }) => {
+    const id = s.uid || `${s.namespace}/${s.name}`;
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  };
   for (let restarted = false;; restarted = true) {
     let cont: string | undefined;
     try {
       for await (const page of store.listAnnotatedDockerConfigSecrets(scope, annotation)) {
         cont = page.continue;
-        const unseen = page.secrets.filter((s) => !seen.has(s.uid));
-        for (const s of unseen) seen.add(s.uid);
-        yield unseen;
+        yield { secrets: page.secrets.filter(once), rejected: (page.rejected ?? []).filter(once) };
       }
       return;
     } catch (err) {

@@ -7,6 +7,8 @@ export interface RegistryToken {
   /** The registry password (the part after "AWS:" in the decoded token). */
   password: string;
   expiresAt: Date;
+  /** The Date header of ECR's answer, when it had one: ECR's clock, to compare. */
+  answeredAt?: Date;
 }
 
 export interface TokenSource {
@@ -151,6 +153,14 @@ export class EcrTokenSource implements TokenSource {
       ? { httpsAgent: new (await import("node:https")).Agent({ ca: this.#opts.caBundle.pem }) }
       : undefined;
     const client = new ECRClient({ region, maxAttempts: 3, requestHandler });
+    // ECR's Date header: expiresAt is on ECR's clock (see lib/clock.ts).
+    let date: string | undefined;
+    client.middlewareStack.add((next) => async (args) => {
+      const result = await next(args);
+      const headers = (result.response as { headers?: Record<string, string> })?.headers;
+      date = headers?.date;
+      return result;
+    }, { step: "deserialize", name: "kubeecrResponseDate" });
     const deadline = AbortSignal.timeout(this.#opts.requestTimeoutMs);
     const abortSignal = AbortSignal.any([this.#opts.budget, deadline]);
     try {
@@ -165,7 +175,12 @@ export class EcrTokenSource implements TokenSource {
           `ECR in ${region} answered without a usable token`,
         );
       }
-      return { password, expiresAt: data.expiresAt };
+      const answeredAt = date === undefined ? undefined : new Date(date);
+      return {
+        password,
+        expiresAt: data.expiresAt,
+        ...(answeredAt && !Number.isNaN(answeredAt.getTime()) ? { answeredAt } : {}),
+      };
     } catch (err) {
       if (err instanceof TokenError) throw err;
       if (abortSignal.aborted) {

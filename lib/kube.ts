@@ -15,7 +15,7 @@
 import type { ClusterAccess, ExecConfig } from "./kubeconfig.ts";
 import { KubeConfigError } from "./kubeconfig.ts";
 import { BudgetError, describeError, type SecretRef } from "./errors.ts";
-import { ListReader } from "./listscan.ts";
+import { ListReader, type ListShape } from "./listscan.ts";
 import {
   type Backoff,
   DEFAULT_BACKOFF,
@@ -28,10 +28,13 @@ import {
   KubeApiError,
   type ListScope,
   type PatchResult,
+  type RejectedItem,
   type SecretEvent,
   type SecretStore,
   type SecretUpdate,
+  type StoredData,
   type StoredSecret,
+  UnexpectedAnswerError,
 } from "./store.ts";
 
 export const DOCKER_CONFIG_TYPE = "kubernetes.io/dockerconfigjson";
@@ -60,6 +63,8 @@ export interface TransportOptions {
   onSecret?: (secret: string) => void;
   /** Told about something the operator should know that is not a failure. */
   onWarning?: (message: string) => void;
+  /** Told the Date header of every answer: the run judges time by the API server's clock. */
+  onDate?: (date: string | null) => void;
 }
 
 interface Request {
@@ -179,6 +184,7 @@ export class KubeApi {
         },
       };
     }
+    this.#opts.onDate?.(res.headers.get("date"));
     if (res.ok) {
       try {
         return { answer: { ok: true, status: res.status, value: await read(res) } };
@@ -616,6 +622,53 @@ function refused(
   );
 }
 
+/**
+ * An admission policy or webhook refused the write (RBAC allows it): the
+ * server's message says which and why; granting anything would not help.
+ */
+function admissionRefused(ref: SecretRef, status: number, body: Status): KubeApiError {
+  return new KubeApiError(
+    "patch",
+    status,
+    ref,
+    `patch ${KubeApiError.describeTarget(ref)}: HTTP ${status}: an admission policy or webhook ` +
+      `refused the write${body.message ? ` (the API server said: ${body.message})` : ""}; ` +
+      "KubeECR's identity may patch this Secret, so change or exempt it in that policy " +
+      "(kubectl get validatingadmissionpolicies,validatingwebhookconfigurations)",
+    { serverMessage: body.message },
+  );
+}
+
+/** The Secret in a write's answer, or UnexpectedAnswerError when the answer is not one. */
+async function storedOf(res: Response, ref: SecretRef): Promise<StoredData> {
+  const text = await res.text();
+  let secret: unknown;
+  try {
+    secret = JSON.parse(text);
+  } catch {
+    secret = undefined;
+  }
+  const why = unusable(secret, "") ??
+    ((secret as SecretJson).metadata?.name !== ref.name ? "it names another object" : undefined);
+  if (why) {
+    throw new UnexpectedAnswerError(
+      "patch",
+      res.status,
+      ref,
+      `patch ${KubeApiError.describeTarget(ref)}: ${hostOf(res.url)} answered HTTP ${res.status} ` +
+        `with something that is not the Secret written (${
+          secret === undefined ? "it is not JSON" : why
+        }), so what was stored cannot be checked`,
+    );
+  }
+  const stored = toStored(secret as SecretJson, "");
+  return {
+    dockerConfig: stored.dockerConfig,
+    annotations: stored.annotations,
+    resourceVersion: stored.resourceVersion,
+  };
+}
+
 /** Secret JSON as the API server sends it; only what toStored reads. */
 interface SecretJson {
   metadata?: {
@@ -644,6 +697,79 @@ function toStored(s: SecretJson, annotation: string): StoredSecret {
 }
 
 /**
+ * Why a Secret as the server sent it cannot be used, or undefined when it
+ * can: the API server only ever sends string names, string annotations and
+ * base64 string data, but a proxy in between (or a server of another kind)
+ * may not, and one such item must not end the run with a TypeError.
+ * Describes shapes only, never a value.
+ */
+function unusable(s: unknown, annotation: string): string | undefined {
+  if (typeof s !== "object" || s === null || Array.isArray(s)) return "it is not a JSON object";
+  const { metadata: m, data } = s as SecretJson;
+  if (typeof m !== "object" || m === null) return "it has no metadata";
+  for (const field of ["namespace", "name", "uid", "resourceVersion"] as const) {
+    if (typeof m[field] !== "string" || m[field] === "") {
+      return `its metadata.${field} is not a string`;
+    }
+  }
+  for (const [k, v] of Object.entries(m.annotations ?? {})) {
+    if ((k === annotation || k.startsWith(STATUS_PREFIX)) && typeof v !== "string") {
+      return `its annotation ${k} is not a string`;
+    }
+  }
+  if (data === undefined || data === null) return undefined;
+  if (typeof data !== "object" || Array.isArray(data)) return "its data is not an object";
+  for (const [k, v] of Object.entries(data)) {
+    if (typeof v !== "string") return `its data key ${JSON.stringify(k)} is not a string`;
+  }
+  const raw = data[DOCKER_CONFIG_KEY];
+  if (raw !== undefined && !BASE64.test(raw)) {
+    return `its data key ${DOCKER_CONFIG_KEY} is not base64`;
+  }
+  return undefined;
+}
+
+/** What Uint8Array.fromBase64 accepts without throwing (padding optional, no whitespace). */
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** An item of a list of dockerconfigjson Secrets: usable, or rejected with the reason. */
+function listedSecret(
+  s: SecretJson,
+  annotation: string,
+): { secret: StoredSecret } | { rejected: RejectedItem } {
+  const m = (typeof s === "object" && s !== null ? s.metadata : undefined) ?? {};
+  const ref = {
+    namespace: typeof m.namespace === "string" ? m.namespace : "",
+    name: typeof m.name === "string" ? m.name : "",
+    uid: typeof m.uid === "string" ? m.uid : "",
+  };
+  const why = unusable(s, annotation);
+  if (why) {
+    return {
+      rejected: {
+        ...ref,
+        otherType: false,
+        why: `the API server's answer for this Secret cannot be used: ${why}; it was left alone`,
+      },
+    };
+  }
+  if (s.type !== DOCKER_CONFIG_TYPE) {
+    // A list asked for type=kubernetes.io/dockerconfigjson only: whatever
+    // came back of another type lost that field selector on the way.
+    return {
+      rejected: {
+        ...ref,
+        otherType: true,
+        why: `it is of type ${JSON.stringify(s.type ?? "")}, not ${DOCKER_CONFIG_TYPE}, ` +
+          "although the list asked only for that type (a proxy may have dropped the " +
+          "fieldSelector); nothing was written into it",
+      },
+    };
+  }
+  return { secret: toStored(s, annotation) };
+}
+
+/**
  * Only the marker and kubeecr's status annotations are kept: kubectl's
  * last-applied-configuration alone can be a whole copy of the Secret.
  */
@@ -669,20 +795,141 @@ const READ_BUFFER = 64 * 1024;
  * Secrets would otherwise leave megabytes of chunks for the GC to find, and
  * the process's peak memory would follow the size of Secrets it skips.
  */
-async function readList<T>(res: Response, keep: (metadata: unknown) => boolean) {
+async function readList<T>(
+  res: Response,
+  keep: (metadata: unknown) => boolean,
+  expected: ListKind,
+  operation: string,
+  target: { namespace?: string },
+) {
+  const type = res.headers.get("content-type") ?? "";
+  const json = /^application\/json\b/i.test(type);
   const list = new ListReader<T>(keep);
   const items: T[] = [];
+  // The first bytes, shown only when the body is not JSON (an HTML page).
+  let head: Uint8Array = new Uint8Array(0);
+  let size = 0;
   if (res.body) {
     const reader = res.body.getReader({ mode: "byob" });
     let buffer = new ArrayBuffer(READ_BUFFER);
     for (;;) {
       const { value, done } = await reader.read(new Uint8Array(buffer));
       if (done || !value) break;
-      items.push(...list.push(value));
+      size += value.length;
+      if (head.length < HEAD_BYTES) {
+        head = concatBytes(head, value.subarray(0, HEAD_BYTES - head.length));
+      }
+      if (json) items.push(...list.push(value));
+      if (!json || list.notAnObject) {
+        // Not a list: nothing more is worth reading.
+        await reader.cancel();
+        break;
+      }
       buffer = value.buffer as ArrayBuffer;
     }
   }
+  const problem = size === 0
+    ? "the body is empty"
+    : !json
+    ? "it is not JSON"
+    : list.notAnObject && list.shape.first === "{"
+    ? "more follows its JSON object"
+    : notAList(list.shape, expected);
+  if (problem) {
+    // What came back, beside what is wrong with it (an empty body needs saying once).
+    const what = size === 0
+      ? ""
+      : json
+      ? `, ${describeShape(list.shape)}`
+      : `, a body starting ${quoteHead(head)}`;
+    throw new UnexpectedAnswerError(
+      operation,
+      res.status,
+      target,
+      `${operation} ${KubeApiError.describeTarget(target)}: ${
+        hostOf(res.url)
+      } answered HTTP ${res.status} with something that is not a ${expected.apiVersion} ` +
+        `${expected.kind} (${problem}; content-type ${
+          JSON.stringify(type || "none")
+        }${what}): a proxy, a login page or a wrong server URL answered instead of the ` +
+        "Kubernetes API server; check the kubeconfig's server (in a pod, " +
+        "KUBERNETES_SERVICE_HOST) and any proxy in between",
+    );
+  }
   return { items, ...list.end() };
+}
+
+/** What a list answer must be. */
+interface ListKind {
+  kind: string;
+  apiVersion: string;
+  /** A metadata-only list sends "items": null when it has none. */
+  nullItems?: boolean;
+}
+
+const SECRET_LIST: ListKind = { kind: "SecretList", apiVersion: "v1" };
+const METADATA_LIST: ListKind = {
+  kind: "PartialObjectMetadataList",
+  apiVersion: "meta.k8s.io/v1",
+  nullItems: true,
+};
+
+/** Bytes of a non-JSON body shown in the message: enough to recognise an HTML page. */
+const HEAD_BYTES = 64;
+
+function notAList(shape: ListShape, expected: ListKind): string | undefined {
+  if (shape.first === undefined) return "the body is empty";
+  if (shape.first !== "{") return "it is not a JSON object";
+  if (shape.kind !== expected.kind) return `its kind is not ${expected.kind}`;
+  if (shape.apiVersion !== expected.apiVersion) {
+    return `its apiVersion is not ${expected.apiVersion}`;
+  }
+  if (shape.items !== "array" && !(expected.nullItems && shape.items === "null")) {
+    return "its items is not an array";
+  }
+  if (!shape.metadata) return "it has no metadata";
+  return undefined;
+}
+
+/** The top level of a JSON answer, in words: its type names, never an item's content. */
+function describeShape(shape: ListShape): string {
+  if (shape.first === undefined) return "an empty body";
+  if (shape.first !== "{") {
+    const what = { "[": "a JSON array", "n": "JSON null", '"': "a JSON string" }[shape.first] ??
+      "a JSON scalar or something that is not JSON";
+    return what;
+  }
+  const parts = [
+    `kind ${shape.kind === undefined ? "missing" : JSON.stringify(shape.kind.slice(0, 60))}`,
+    `apiVersion ${
+      shape.apiVersion === undefined ? "missing" : JSON.stringify(shape.apiVersion.slice(0, 60))
+    }`,
+    `items ${shape.items ?? "missing"}`,
+    `metadata ${shape.metadata ? "present" : "missing"}`,
+  ];
+  return `a JSON object with ${parts.join(", ")}`;
+}
+
+/** The first bytes of a body as JSON-escaped text (control characters visible). */
+function quoteHead(head: Uint8Array): string {
+  const text = new TextDecoder().decode(head);
+  return `${JSON.stringify(text)}${head.length >= HEAD_BYTES ? "…" : ""}`;
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** "127.0.0.1:6443" of the URL that answered. */
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return "the server";
+  }
 }
 
 /**
@@ -714,34 +961,46 @@ export class KubeSecretStore implements SecretStore {
   }
 
   async *listAnnotatedDockerConfigSecrets(scope: ListScope, annotation: string, from?: string) {
+    const target = { namespace: scope.namespace };
     let cont = from;
     do {
       const page = await this.#list(
         scope,
         `type=${DOCKER_CONFIG_TYPE}`,
         cont,
-        (res) => readList<SecretJson>(res, annotatedWith(annotation)),
+        (res) => readList<SecretJson>(res, annotatedWith(annotation), SECRET_LIST, "list", target),
       );
       cont = page.continue;
-      yield { secrets: page.items.map((s) => toStored(s, annotation)), continue: cont };
+      const secrets: StoredSecret[] = [];
+      const rejected: RejectedItem[] = [];
+      for (const item of page.items) {
+        const listed = listedSecret(item, annotation);
+        if ("secret" in listed) secrets.push(listed.secret);
+        else rejected.push(listed.rejected);
+      }
+      yield { secrets, rejected, continue: cont };
     } while (cont);
   }
 
   async *listAnnotatedOtherSecrets(scope: ListScope, annotation: string) {
+    const target = { namespace: scope.namespace };
     let cont: string | undefined;
     do {
       const page = await this.#list(
         scope,
         `type!=${DOCKER_CONFIG_TYPE}`,
         cont,
-        (res) => readList<SecretJson>(res, annotatedWith(annotation)),
+        (res) =>
+          readList<SecretJson>(res, annotatedWith(annotation), METADATA_LIST, "list", target),
         METADATA_ONLY,
       );
       cont = page.continue;
-      yield page.items.map((s) => {
-        const { dockerConfig: _, ...meta } = toStored(s, annotation);
-        return meta;
-      });
+      // Metadata only: an item whose names are not strings cannot be reported on.
+      yield page.items.filter((s) => unusable({ ...s, data: undefined }, annotation) === undefined)
+        .map((s) => {
+          const { dockerConfig: _, ...meta } = toStored({ ...s, data: undefined }, annotation);
+          return meta;
+        });
     } while (cont);
   }
 
@@ -779,10 +1038,19 @@ export class KubeSecretStore implements SecretStore {
         path: "/api/v1/namespaces",
         query: { labelSelector, limit: this.#api.pageSize, continue: cont },
         accept: METADATA_ONLY,
-      }, (res) => res.json());
+      }, (res) =>
+        readList<{ metadata?: { name?: unknown } }>(
+          res,
+          () => true,
+          METADATA_LIST,
+          "list namespaces",
+          {},
+        ));
       if (!answer.ok) throw refused("list namespaces", {}, answer.status, answer.body);
-      for (const item of answer.value.items ?? []) names.add(item.metadata.name);
-      cont = answer.value.metadata?.continue || undefined;
+      for (const item of answer.value.items) {
+        if (typeof item?.metadata?.name === "string") names.add(item.metadata.name);
+      }
+      cont = answer.value.continue;
     } while (cont);
     return names;
   }
@@ -820,13 +1088,50 @@ export class KubeSecretStore implements SecretStore {
       contentType: "application/merge-patch+json",
       body: {
         metadata: { resourceVersion: update.resourceVersion, annotations: update.annotations },
-        data: { [DOCKER_CONFIG_KEY]: update.dockerConfig.toBase64() },
+        ...(update.dockerConfig
+          ? { data: { [DOCKER_CONFIG_KEY]: update.dockerConfig.toBase64() } }
+          : {}),
       },
-    }, drain);
-    if (answer.ok) return "patched" satisfies PatchResult;
-    if (answer.status === 409) return "conflict" satisfies PatchResult;
-    if (answer.status === 404) return "gone" satisfies PatchResult;
+      // The answer is the Secret as stored (with dryRun=All: as it would be):
+      // the caller compares it with what was sent.
+    }, (res) => storedOf(res, ref));
+    if (answer.ok) return { kind: "patched", stored: answer.value } satisfies PatchResult;
+    if (answer.status === 409) return { kind: "conflict" } satisfies PatchResult;
+    if (answer.status === 404) return { kind: "gone" } satisfies PatchResult;
+    if (answer.status === 403 && await this.#mayPatch(ref)) {
+      // RBAC allows the write, so what refused it is admission: a policy or a webhook.
+      throw admissionRefused(ref, answer.status, answer.body);
+    }
     throw refused("patch", ref, answer.status, answer.body);
+  }
+
+  /**
+   * Whether RBAC lets this identity patch the Secret (a SelfSubjectAccessReview,
+   * which every authenticated identity may create); undefined when that
+   * cannot be told. Asked only after a 403, to say which of the two refused.
+   */
+  async #mayPatch(ref: SecretRef): Promise<boolean | undefined> {
+    try {
+      const answer = await this.#api.call("review access to", ref, {
+        method: "POST",
+        path: "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        body: {
+          apiVersion: "authorization.k8s.io/v1",
+          kind: "SelfSubjectAccessReview",
+          spec: {
+            resourceAttributes: {
+              namespace: ref.namespace,
+              verb: "patch",
+              resource: "secrets",
+              name: ref.name,
+            },
+          },
+        },
+      }, (res) => res.json() as Promise<{ status?: { allowed?: unknown } }>);
+      return answer.ok ? answer.value.status?.allowed === true : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   async recordEvent(secret: SecretRef & { uid: string }, event: SecretEvent): Promise<void> {

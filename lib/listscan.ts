@@ -28,6 +28,26 @@ const ITEM_FIELD = 4;
 /** The list response ended before its JSON did, or is not a Kubernetes list. */
 export class ListFormatError extends Error {}
 
+/**
+ * What the response's top level looked like, so the caller can tell a list
+ * from `{}`, `null` or an HTML page: never any item's content.
+ */
+export interface ListShape {
+  /** The first byte that is not whitespace: "{" for a list; undefined for an empty body. */
+  first?: string;
+  /** Top-level "kind" and "apiVersion", when they are strings. */
+  kind?: string;
+  apiVersion?: string;
+  /** What top-level "items" was: a list has an array (a metadata-only list with none, null). */
+  items?: "array" | "object" | "null" | "other";
+  /** Top-level "metadata" was an object. */
+  metadata: boolean;
+  /** Items seen in "items" (kept or not). */
+  count: number;
+}
+
+const WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
+
 /** The raw bytes of one JSON value, collected across chunk boundaries. */
 class Capture {
   #parts: Uint8Array[] = [];
@@ -93,6 +113,10 @@ export class ListReader<T> {
   #itemKey: string | undefined;
   #item: ItemState = "none";
   #continue: string | undefined;
+  readonly #shape: ListShape = { metadata: false, count: 0 };
+  /** The body does not start with "{" (or goes on after it): the rest is not read. */
+  #notAnObject = false;
+  readonly #value = new Capture();
   readonly #key = new Capture();
   readonly #meta = new Capture();
   readonly #itemBytes = new Capture();
@@ -108,6 +132,7 @@ export class ListReader<T> {
    */
   push(chunk: Uint8Array): T[] {
     const kept: T[] = [];
+    if (this.#notAnObject) return kept;
     const n = chunk.length;
     let nextBackslash = -2; // -2: not searched yet in this chunk
     let i = 0;
@@ -131,13 +156,32 @@ export class ListReader<T> {
         if (quote === -1) break;
         this.#inString = false;
         if (this.#key.active) this.#setKey(this.#key.finish(chunk, quote) as string);
+        else if (this.#value.active) this.#setValue(this.#value.finish(chunk, quote) as string);
         i = quote + 1;
         continue;
       }
       const c = chunk[i];
+      if (this.#depth === 0 && !WHITESPACE.has(c)) {
+        // Only one JSON object may stand at the top; anything else (an HTML
+        // page, null, a second value) is not a list, and is not read on.
+        if (this.#shape.first !== undefined || c !== OPEN_OBJECT) {
+          this.#shape.first ??= String.fromCharCode(c);
+          this.#notAnObject = true;
+          return kept;
+        }
+        this.#shape.first = "{";
+      }
+      if (this.#depth === LIST && this.#listKey === "items" && !this.#expectKey[LIST]) {
+        // The first byte of "items"' value, when it is not an array or object.
+        if (c === 0x6e) this.#shape.items ??= "null";
+        else if (c !== OPEN_ARRAY && c !== OPEN_OBJECT && !WHITESPACE.has(c) && c !== COMMA) {
+          this.#shape.items ??= "other";
+        }
+      }
       if (c === QUOTE) {
         this.#inString = true;
         if (this.#expectKey[this.#depth] && this.#tracksKeys()) this.#key.begin(i);
+        else if (this.#depth === LIST && this.#isTopString()) this.#value.begin(i);
       } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
         this.#open(c === OPEN_OBJECT, i);
       } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
@@ -151,17 +195,41 @@ export class ListReader<T> {
       i++;
     }
     this.#key.carry(chunk);
+    this.#value.carry(chunk);
     this.#meta.carry(chunk);
     this.#itemBytes.carry(chunk);
     return kept;
   }
 
-  /** After the last chunk: the list's continue token, if any. */
+  /**
+   * After the last chunk: the list's continue token, if any. A body that is
+   * not a JSON object is not read to its end, so it is not "truncated" either.
+   */
   end(): { continue?: string } {
-    if (this.#depth !== 0 || this.#inString) {
+    if (!this.#notAnObject && (this.#depth !== 0 || this.#inString)) {
       throw new ListFormatError("the list response ended in the middle of its JSON");
     }
     return this.#continue ? { continue: this.#continue } : {};
+  }
+
+  /** What the top level looked like so far (see ListShape). */
+  get shape(): ListShape {
+    return { ...this.#shape };
+  }
+
+  /** True once the body is known not to be a JSON object: nothing more is read. */
+  get notAnObject(): boolean {
+    return this.#notAnObject;
+  }
+
+  /** "kind" and "apiVersion" at the top: the only string values read there. */
+  #isTopString(): boolean {
+    return !this.#expectKey[LIST] && (this.#listKey === "kind" || this.#listKey === "apiVersion");
+  }
+
+  #setValue(value: string): void {
+    if (this.#listKey === "kind") this.#shape.kind = value;
+    else if (this.#listKey === "apiVersion") this.#shape.apiVersion = value;
   }
 
   #tracksKeys(): boolean {
@@ -178,10 +246,15 @@ export class ListReader<T> {
     this.#depth++;
     this.#isObject[this.#depth] = isObject;
     this.#expectKey[this.#depth] = isObject;
+    if (parent === LIST && this.#listKey === "items") {
+      this.#shape.items = isObject ? "object" : "array";
+    }
+    if (parent === LIST && this.#listKey === "metadata") this.#shape.metadata = isObject;
     if (!isObject) return;
     if (parent === LIST && this.#listKey === "metadata") {
       this.#meta.begin(at);
     } else if (parent === ITEMS && this.#listKey === "items" && !this.#isObject[ITEMS]) {
+      this.#shape.count++;
       this.#item = "undecided";
       this.#itemKey = undefined;
       this.#itemBytes.begin(at);

@@ -4,7 +4,7 @@
 
 import type { Registry } from "./annotation.ts";
 import { DockerConfigError, KubeEcrError, type SecretRef } from "./errors.ts";
-import { type EcrCredential, setEcrEntries } from "./dockerconfig.ts";
+import { type EcrCredential, readEcrEntries, setEcrEntries } from "./dockerconfig.ts";
 import {
   capExpiry,
   EXPIRES_AT,
@@ -12,10 +12,12 @@ import {
   formatStatus,
   formatTime,
   type HostStatus,
+  parseStatus,
+  parseTime,
   REFRESHED_AT,
   statusKey,
 } from "./due.ts";
-import type { EventReason, SecretStore, StoredSecret } from "./store.ts";
+import type { EventReason, SecretStore, StoredData, StoredSecret } from "./store.ts";
 
 export type Outcome =
   | {
@@ -41,7 +43,12 @@ export interface WriteOptions {
   now: Date;
   /** Writes attempted before a Secret that keeps changing is given up on. */
   maxAttempts: number;
+  /** --refresh-window: a token expiring sooner than now + this is short-lived. */
+  refreshWindowMs: number;
 }
+
+/** A token that expires sooner than this after now is never written. */
+export const MIN_TOKEN_LIFE_MS = 60_000;
 
 /** A registry's credential and the expiry ECR answered for its token. */
 export interface HostCredential extends EcrCredential {
@@ -66,9 +73,15 @@ export async function writeSecret(
   const expiries = new Map(creds.map((c) => [c.host, capExpiry(c.expiresAt, opts.now)]));
   const capped = creds.filter((c) => expiries.get(c.host)!.capped).map((c) => c.host);
   const expiresAt = new Date(Math.min(...[...expiries.values()].map((e) => e.expiresAt.getTime())));
+  const key = statusKey(opts.annotation);
   let current = secret;
   try {
     for (let attempt = 1; attempt <= opts.maxAttempts; attempt++) {
+      // Decided again on each version read: what a short-lived token replaces may have changed.
+      const life = checkLifetimes(current, registries, creds, key, opts);
+      if (life.refuse) {
+        return { kind: "failed", secret: ref, reason: "RefreshFailed", message: life.refuse };
+      }
       const { bytes, entries } = setEcrEntries(current.dockerConfig, creds);
       const status = new Map<string, HostStatus>(
         [...entries].map(([host, text]) => [host, {
@@ -76,16 +89,35 @@ export async function writeSecret(
           sha256: fingerprint(text),
         }]),
       );
+      const annotations = {
+        [REFRESHED_AT]: formatTime(opts.now),
+        [EXPIRES_AT]: formatTime(expiresAt),
+        [key]: formatStatus(status),
+      };
       const result = await store.patch(ref, {
         resourceVersion: current.resourceVersion,
         dockerConfig: bytes,
-        annotations: {
-          [REFRESHED_AT]: formatTime(opts.now),
-          [EXPIRES_AT]: formatTime(expiresAt),
-          [statusKey(opts.annotation)]: formatStatus(status),
-        },
+        annotations,
       }, { dryRun: opts.dryRun });
-      if (result === "patched") {
+      if (result.kind === "patched") {
+        const differs = storedDifference(result.stored, entries, annotations);
+        if (differs) {
+          const note = opts.dryRun ? "" : await correctStatus(store, ref, result.stored, key);
+          return {
+            kind: "failed",
+            secret: ref,
+            reason: "RefreshFailed",
+            message:
+              `the API server ${
+                opts.dryRun ? "would store" : "stored"
+              } different data than KubeECR wrote (${differs}): an admission webhook or policy ` +
+              "may be rewriting this Secret (kubectl get mutatingadmissionpolicies," +
+              `mutatingwebhookconfigurations); the pull secret does not hold the new token${note}`,
+          };
+        }
+        if (life.shortLived) {
+          return { kind: "failed", secret: ref, reason: "RefreshFailed", message: life.shortLived };
+        }
         return {
           kind: "refreshed",
           secret: ref,
@@ -94,7 +126,9 @@ export async function writeSecret(
           ...(capped.length > 0 ? { capped } : {}),
         };
       }
-      if (result === "gone") return { kind: "skipped", secret: ref, why: "deleted during the run" };
+      if (result.kind === "gone") {
+        return { kind: "skipped", secret: ref, why: "deleted during the run" };
+      }
 
       // 409: someone wrote the Secret since it was read. Merge into their version.
       const fresh = await store.get(ref);
@@ -122,4 +156,170 @@ export async function writeSecret(
       `the Secret changed during each of ${opts.maxAttempts} write attempts (HTTP 409 Conflict); ` +
       "nothing was overwritten and the next run will try again",
   };
+}
+
+/**
+ * Dead and short-lived tokens. A token that has expired, or expires within
+ * MIN_TOKEN_LIFE_MS, is never written: the Secret keeps its entry. One that
+ * expires inside the refresh window is written only where it outlives the
+ * entry it replaces (as this installation's status records it; an entry
+ * without a record, or none at all, is outlived by any live token). Either
+ * way the Secret's outcome is a failure, or every run would quietly rewrite it.
+ */
+export function checkLifetimes(
+  current: StoredSecret,
+  registries: Registry[],
+  creds: HostCredential[],
+  statusAnnotation: string,
+  opts: Pick<WriteOptions, "now" | "refreshWindowMs">,
+): { refuse?: string; shortLived?: string } {
+  const now = opts.now.getTime();
+  const region = (host: string) => registries.find((r) => r.host === host)?.region ?? host;
+  const said = (c: HostCredential) =>
+    `ECR in ${region(c.host)} answered a token that expires at ${formatTime(c.expiresAt)}`;
+  const clock = `(this run's time is ${formatTime(opts.now)})`;
+  const dead = creds.find((c) => c.expiresAt.getTime() <= now + MIN_TOKEN_LIFE_MS);
+  if (dead) {
+    return {
+      refuse:
+        `${said(dead)}, ${
+          dead.expiresAt.getTime() <= now ? "already past" : "less than a minute away"
+        } ${clock}: it was not written and the Secret keeps its entry; check the clocks and ` +
+        "what answers for ECR (AWS_ENDPOINT_URL_ECR, a proxy)",
+    };
+  }
+  const short = creds.filter((c) => c.expiresAt.getTime() <= now + opts.refreshWindowMs);
+  if (short.length === 0) return {};
+  const replaced = replacedExpiries(current, creds.map((c) => c.host), statusAnnotation);
+  const notLonger = short.find((c) => {
+    const old = replaced.get(c.host);
+    return old !== undefined && c.expiresAt.getTime() <= old.getTime();
+  });
+  const window = `the refresh window of ${duration(opts.refreshWindowMs)}`;
+  if (notLonger) {
+    return {
+      refuse: `${said(notLonger)}, inside ${window} and no later than the entry it would ` +
+        `replace (${formatTime(replaced.get(notLonger.host)!)}) ${clock}: nothing was written; ` +
+        "check what answers for ECR (AWS_ENDPOINT_URL_ECR, a proxy) and the clocks",
+    };
+  }
+  return {
+    shortLived: `${said(short[0])}, inside ${window} ${clock}: it was written, since it outlives ` +
+      "the entry it replaced, but pulls will fail after it expires unless ECR answers " +
+      "longer-lived tokens; check what answers for ECR (AWS_ENDPOINT_URL_ECR, a proxy) and the clocks",
+  };
+}
+
+/** The recorded expiry of each host's current entry, where this installation's status vouches for it. */
+function replacedExpiries(
+  current: StoredSecret,
+  hosts: string[],
+  statusAnnotation: string,
+): Map<string, Date> {
+  const out = new Map<string, Date>();
+  const status = parseStatus(current.annotations[statusAnnotation] ?? "");
+  if (!status) return out;
+  let entries: Map<string, string>;
+  try {
+    entries = readEcrEntries(current.dockerConfig, hosts);
+  } catch {
+    return out;
+  }
+  for (const [host, text] of entries) {
+    const recorded = status.get(host);
+    const at = recorded && recorded.sha256 === fingerprint(text)
+      ? parseTime(recorded.expiresAt)
+      : undefined;
+    if (at) out.set(host, at);
+  }
+  return out;
+}
+
+/**
+ * How what the server stored differs from what was sent, in words (hosts and
+ * annotation names only), or undefined when it holds exactly that.
+ */
+export function storedDifference(
+  stored: StoredData,
+  written: Map<string, string>,
+  annotations: Record<string, string>,
+): string | undefined {
+  const problems: string[] = [];
+  let entries: Map<string, string>;
+  try {
+    entries = readEcrEntries(stored.dockerConfig, [...written.keys()]);
+  } catch {
+    entries = new Map();
+  }
+  for (const [host, text] of written) {
+    const got = entries.get(host);
+    if (got === undefined) problems.push(`no entry for ${host}`);
+    else if (got !== text) problems.push(`another entry for ${host}`);
+  }
+  for (const [name, value] of Object.entries(annotations)) {
+    if (stored.annotations[name] !== value) problems.push(`another ${name} annotation`);
+  }
+  return problems.length > 0 ? problems.join(", ") : undefined;
+}
+
+/**
+ * After a write the server stored differently: the status annotation must
+ * not claim an entry the data does not hold. Keeps each host whose stored
+ * entry is the one its record fingerprints, drops the others (and the
+ * expires-at summary with them). Returns a note for the message when that
+ * could not be done; "" when nothing needed correcting or it was corrected.
+ */
+async function correctStatus(
+  store: SecretStore,
+  ref: SecretRef,
+  stored: StoredData,
+  statusAnnotation: string,
+): Promise<string> {
+  const value = stored.annotations[statusAnnotation];
+  if (value === undefined) return "";
+  const status = parseStatus(value) ?? new Map<string, HostStatus>();
+  let entries: Map<string, string>;
+  try {
+    entries = readEcrEntries(stored.dockerConfig, [...status.keys()]);
+  } catch {
+    entries = new Map();
+  }
+  const kept = new Map(
+    [...status].filter(([host, s]) => {
+      const text = entries.get(host);
+      return text !== undefined && fingerprint(text) === s.sha256;
+    }),
+  );
+  if (kept.size === status.size && parseStatus(value) !== undefined) return "";
+  const earliest = [...kept.values()].map((s) => s.expiresAt).sort()[0];
+  try {
+    const result = await store.patch(ref, {
+      resourceVersion: stored.resourceVersion,
+      annotations: {
+        [statusAnnotation]: kept.size > 0 ? formatStatus(kept) : null,
+        [EXPIRES_AT]: earliest ?? null,
+      },
+    }, { dryRun: false });
+    if (result.kind === "patched") {
+      return result.stored.annotations[statusAnnotation] ===
+          (kept.size > 0 ? formatStatus(kept) : undefined)
+        ? ""
+        : `; its ${statusAnnotation} annotation could not be corrected either`;
+    }
+    return result.kind === "gone"
+      ? ""
+      : `; its ${statusAnnotation} annotation was left as stored (the Secret changed meanwhile)`;
+  } catch (err) {
+    if (err instanceof KubeEcrError) {
+      return `; its ${statusAnnotation} annotation could not be corrected: ${err.message}`;
+    }
+    throw err;
+  }
+}
+
+/** 6h, 90m, 45s: a --refresh-window as a user would write it. */
+function duration(ms: number): string {
+  if (ms % 3600_000 === 0) return `${ms / 3600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return `${Math.round(ms / 1000)}s`;
 }

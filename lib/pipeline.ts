@@ -28,6 +28,8 @@ export interface Deps {
    * writes already sent finish and are reported.
    */
   stop?: AbortSignal;
+  /** Told each ECR answer's Date (lib/clock.ts compares it with the run's clock). */
+  onEcrDate?: (region: string, date: Date) => void;
 }
 
 export type RunOptions = Pick<
@@ -75,9 +77,14 @@ export class CannotStartError extends KubeEcrError {
  */
 export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
   const { store, log } = deps;
-  const now = deps.now();
+  // The run's one "now", taken when the first page has arrived: by then the
+  // API server has answered, so deps.now can be on its clock (lib/clock.ts).
+  let runNow: Date | undefined;
+  const now = () => runNow ??= deps.now();
   const tally = new Tally();
-  const tokens = new RegionTokens(deps.tokens, log);
+  const tokens = new RegionTokens(deps.tokens, log, (region, token) => {
+    if (token.answeredAt) deps.onEcrDate?.(region, token.answeredAt);
+  });
   const stopping = () => deps.stop?.aborted === true;
   const outOfTime = () =>
     stopping()
@@ -117,8 +124,9 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
     return await writeSecret(store, secret, registries, creds, {
       annotation: opts.annotation,
       dryRun: opts.dryRun,
-      now,
+      now: now(),
       maxAttempts: MAX_WRITE_ATTEMPTS,
+      refreshWindowMs: opts.refreshWindowMs,
     });
   };
 
@@ -144,6 +152,20 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
       tally.failedNamespaces++;
       return;
     }
+    if (found.kind === "rejected") {
+      const { item } = found;
+      // Another type: not KubeECR's to write (no event). The right type but
+      // unreadable: that Secret failed, the others go on.
+      await writers.push(() =>
+        report(
+          item.otherType
+            ? { kind: "skipped", secret: refOf(item), why: item.why }
+            : { kind: "failed", secret: refOf(item), reason: "RefreshFailed", message: item.why },
+          item.uid,
+        )
+      );
+      return;
+    }
     const { secret } = found;
     const name = refString(secret);
     if (found.kind === "not-selected") {
@@ -157,7 +179,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
     }
     const a = await assess(secret, {
       annotation: opts.annotation,
-      now,
+      now: now(),
       refreshWindowMs: opts.refreshWindowMs,
       force: opts.force,
     });

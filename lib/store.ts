@@ -18,12 +18,41 @@ export interface StoredSecret extends SecretRef {
 export interface SecretUpdate {
   /** The resourceVersion read; the server refuses the write (409) if it moved on. */
   resourceVersion: string;
-  dockerConfig: Uint8Array;
+  /** Absent: the data is not part of the write (only annotations change). */
+  dockerConfig?: Uint8Array;
   /** null removes the annotation (JSON merge patch). */
   annotations: Record<string, string | null>;
 }
 
-export type PatchResult = "patched" | "conflict" | "gone";
+/**
+ * What the API server stored, as the write's answer shows it (for a dry run:
+ * what it would have stored). An admission webhook or policy can make this
+ * differ from what was sent.
+ */
+export interface StoredData {
+  /** `.dockerconfigjson`, base64-decoded; undefined when the key is absent. */
+  dockerConfig?: Uint8Array;
+  /** kubeecr's own annotations (and the marker), as stored. */
+  annotations: Record<string, string>;
+  resourceVersion: string;
+}
+
+export type PatchResult =
+  | { kind: "patched"; stored: StoredData }
+  | { kind: "conflict" }
+  | { kind: "gone" };
+
+/** A list item that is not a Secret KubeECR may write, and why (a log line, not the run's end). */
+export interface RejectedItem extends SecretRef {
+  uid: string;
+  why: string;
+  /**
+   * True for a Secret of another type (the field selector was lost on the
+   * way): not KubeECR's, so skipped. False for an item of the right type that
+   * cannot be read (data that is not base64 strings): a failure of that Secret.
+   */
+  otherType: boolean;
+}
 
 export interface ListScope {
   /** undefined = all namespaces. */
@@ -57,7 +86,7 @@ export interface SecretStore {
     scope: ListScope,
     annotation: string,
     from?: string,
-  ): AsyncIterable<{ secrets: StoredSecret[]; continue?: string }>;
+  ): AsyncIterable<{ secrets: StoredSecret[]; rejected?: RejectedItem[]; continue?: string }>;
   /**
    * Metadata (annotations, no data) of annotated Secrets of any other type:
    * the --check-secret-types diagnostic. Lists every other Secret's metadata.
@@ -102,7 +131,8 @@ export class KubeApiError extends KubeEcrError {
 
   /** No answer, or an answer saying the identity is not accepted at all. */
   get isAccessProblem(): boolean {
-    return this.status === undefined || this.status === 401;
+    return this.status === undefined || this.status === 401 ||
+      this instanceof UnexpectedAnswerError;
   }
 
   static describeTarget(target: SecretRef | { namespace?: string }): string {
@@ -110,3 +140,11 @@ export class KubeApiError extends KubeEcrError {
     return target.namespace ? `namespace ${target.namespace}` : "all namespaces";
   }
 }
+
+/**
+ * A 2xx answer that is not what was asked for: an HTML login page from an
+ * auth proxy, `{}`, `null`, an empty body, a list of something else. Whoever
+ * answered is not the API server (or not one to trust), so it is treated as
+ * an access problem: on first contact the run cannot start.
+ */
+export class UnexpectedAnswerError extends KubeApiError {}

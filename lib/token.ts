@@ -13,9 +13,17 @@ export class RegionTokens {
   readonly #pending = new Map<string, Promise<RegistryToken | TokenError>>();
   readonly failures: TokenError[] = [];
 
-  constructor(source: TokenSource, log: Logger) {
+  readonly #onAnswer?: (region: string, token: RegistryToken) => void;
+
+  /** `onAnswer` sees each token as it arrives (its Date, for the clock check). */
+  constructor(
+    source: TokenSource,
+    log: Logger,
+    onAnswer?: (region: string, token: RegistryToken) => void,
+  ) {
     this.#source = source;
     this.#log = log;
+    this.#onAnswer = onAnswer;
   }
 
   /** GetAuthorizationToken calls made: one per region asked for. */
@@ -44,6 +52,7 @@ export class RegionTokens {
       this.#log.redact(token.password);
       this.#log.redact(new TextEncoder().encode(`AWS:${token.password}`).toBase64());
       this.#log.debug("got ECR token", { region, "expires-at": token.expiresAt.toISOString() });
+      this.#onAnswer?.(region, token);
       return token;
     } catch (err) {
       const failure = err instanceof TokenError

@@ -12,7 +12,7 @@
  * only fails one of them. The grammar: comma-separated `<account>/<region>`
  * items, whitespace around items allowed (exactly what JavaScript's
  * String.prototype.trim removes), `<account>` 12 ASCII digits, `<region>`
- * matching ^[a-z]{2}(-gov)?-[a-z]+-\d{1,2}$.
+ * matching ^([a-z]{2}(-gov)?|us-iso[bf]?|eu-isoe|eusc-de)-[a-z]+-\d{1,2}$.
  */
 
 export interface ValidCase {
@@ -54,6 +54,12 @@ export const VALID: ValidCase[] = [
   { name: "a registry listed twice", value: "123456789012/us-west-2,123456789012/us-west-2" },
   { name: "China", value: "123456789012/cn-north-1" },
   { name: "GovCloud", value: "123456789012/us-gov-west-1" },
+  // The isolated (ISO) and sovereign (EUSC) partitions the sandbox allows.
+  { name: "ISO (us-iso)", value: "123456789012/us-iso-east-1" },
+  { name: "ISO-B (us-isob)", value: "123456789012/us-isob-east-1" },
+  { name: "ISO-F (us-isof)", value: "123456789012/us-isof-south-1" },
+  { name: "ISO-E (eu-isoe)", value: "123456789012/eu-isoe-west-1" },
+  { name: "EUSC (eusc-de)", value: "123456789012/eusc-de-east-1" },
   { name: "ap-southeast-3", value: "123456789012/ap-southeast-3" },
   { name: "il-central-1", value: "123456789012/il-central-1" },
   { name: "two-digit region number", value: "123456789012/ap-southeast-10" },
@@ -156,6 +162,13 @@ export const INVALID: InvalidCase[] = [
     value: "123456789012/us-west-123",
     reason: 'region "us-west-123" is not an AWS region name',
     culprit: "us-west-123",
+  },
+  {
+    // Only the isolated partitions the AWS SDK knows: us-iso, us-isob, us-isof, eu-isoe.
+    name: "an ISO partition that does not exist",
+    value: "123456789012/us-isox-east-1",
+    reason: 'region "us-isox-east-1" is not an AWS region name',
+    culprit: "us-isox-east-1",
   },
   {
     name: "availability zone instead of region",

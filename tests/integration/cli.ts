@@ -10,6 +10,7 @@
 import * as k8s from "@kubernetes/client-node";
 import { kubeConfigFor, kubectl, writeKubeconfig } from "../testenv/connect.ts";
 import type { TestEnvInfo } from "../testenv/env.ts";
+import { type EcrProxy, startEcrProxy } from "../testenv/ecr_proxy.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 const MAIN = `${REPO}main.ts`;
@@ -79,6 +80,21 @@ export async function recordCliOutput(
   );
 }
 
+/**
+ * The ECR endpoint a run gets unless the test names its own: an ECR proxy in
+ * front of the environment's moto, one per test process. moto alone answers
+ * tokens that expired in 2015, which KubeECR rightly refuses to write; the
+ * proxy gives them ECR's real 12-hour lifetime (tests/testenv/ecr_proxy.ts).
+ */
+let defaultEcr: { motoUrl: string; proxy: EcrProxy } | undefined;
+
+function realisticEcr(env: TestEnvInfo): Record<string, string> {
+  if (defaultEcr?.motoUrl !== env.motoUrl) {
+    defaultEcr = { motoUrl: env.motoUrl, proxy: startEcrProxy(env.motoUrl) };
+  }
+  return defaultEcr.proxy.awsEnv;
+}
+
 export async function runKubeecr(
   env: TestEnvInfo,
   args: string[],
@@ -90,6 +106,7 @@ export async function runKubeecr(
     DENO_DIR: Deno.env.get("DENO_DIR"),
     NO_COLOR: "1",
     ...env.awsEnv,
+    ...realisticEcr(env),
     AWS_EC2_METADATA_DISABLED: "true",
     ...opts.aws,
     ...opts.env,

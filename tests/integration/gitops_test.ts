@@ -183,7 +183,8 @@ Deno.test("an entry replaced by hand is refreshed by the next run, not reported 
 
 Deno.test("two installations with different annotation keys refresh their own registries on their own schedule", async () => {
   await using ecr = startEcrProxy(env.motoUrl);
-  // A's token (us-west-2) lives 1h, inside the default 6h window; B's (eu-west-1) 12h.
+  // A's token (us-west-2) lives 1h, B's (eu-west-1) 12h. A runs with a 30m
+  // window (a token inside the window is a failure: issue 14), then with a 2h one.
   ecr.tokenLifetime("us-west-2", 3600);
   const ns = await freshNamespace(env, "two-installations");
   const [A, B] = ["a.io/ecr", "b.io/ecr"];
@@ -208,14 +209,20 @@ Deno.test("two installations with different annotation keys refresh their own re
     `${A}=111111111111/us-west-2`,
     `${B}=222222222222/eu-west-1`,
   ]);
-  const run = (annotation: string) =>
-    runKubeecr(env, ["--namespace", ns, "--annotation", annotation, ...JSON_LOG], {
-      aws: ecr.awsEnv,
-    });
+  const run = (annotation: string, window = "6h") =>
+    runKubeecr(env, [
+      "--namespace",
+      ns,
+      "--annotation",
+      annotation,
+      "--refresh-window",
+      window,
+      ...JSON_LOG,
+    ], { aws: ecr.awsEnv });
   const entryOf = async (host: string) => JSON.parse(await rawConfig(ns, "pull")).auths[host];
   const annotations = async () => (await readSecret(env, ns, "pull")).metadata!.annotations!;
 
-  const a1 = await run(A);
+  const a1 = await run(A, "30m");
   assert.equal(a1.code, 0, a1.stdout + a1.stderr);
   assert.equal(linesAbout(a1, ns, "pull")[0]?.msg, "refreshed");
   const b1 = await run(B);
@@ -230,8 +237,9 @@ Deno.test("two installations with different annotation keys refresh their own re
   assert.equal(afterB[STATUS], undefined, "the default installation wrote nothing");
   const bEntry = await entryOf(hostB);
 
-  // A's token expires within its window: A refreshes, and only its own registry.
-  const a2 = await run(A);
+  // A's token expires within its (now 2h) window: A refreshes, and only its own registry.
+  ecr.tokenLifetime("us-west-2", 12 * 3600);
+  const a2 = await run(A, "2h");
   assert.equal(linesAbout(a2, ns, "pull")[0]?.msg, "refreshed", a2.stdout);
   assert.deepEqual(linesAbout(a2, ns, "pull")[0]?.registries, [hostA]);
   assert.deepEqual(await entryOf(hostB), bEntry, "B's entry untouched by A");

@@ -33,6 +33,7 @@ import denoJson from "../../deno.json" with { type: "json" };
 import * as k8s from "@kubernetes/client-node";
 import { kubeConfigFor } from "../testenv/connect.ts";
 import { kubectl, startTestEnv, type TestEnv } from "../testenv/env.ts";
+import { startEcrProxy } from "../testenv/ecr_proxy.ts";
 import { createCa, servingCert } from "../testenv/pki.ts";
 import { startConnectProxy } from "../testenv/connect_proxy.ts";
 import { auditRecords, recordCliOutput } from "./cli.ts";
@@ -147,6 +148,9 @@ async function startPodNetwork(env: TestEnv, work: string): Promise<PodNetwork> 
   const ca = await createCa(pki, "kubeecr-incluster-aws-ca");
   const tls = await servingCert(pki, "aws", AWS_NAMES.map((n) => `DNS:${n}`), ca);
   const api = new URL(env.server);
+  // moto's tokens expired in 2015 and KubeECR refuses to write a dead token:
+  // the pod's AWS traffic reaches moto through an ECR proxy (12h lifetime).
+  const ecr = startEcrProxy(env.motoUrl);
   for (let attempt = 1;; attempt++) {
     // A loopback /24 of its own: 127.0.0.0/8 is all loopback on Linux.
     const base = `127.${1 + Math.floor(Math.random() * 254)}.${Math.floor(Math.random() * 256)}`;
@@ -156,7 +160,7 @@ async function startPodNetwork(env: TestEnv, work: string): Promise<PodNetwork> 
       JSON.stringify({
         base,
         apiTarget: { hostname: api.hostname, port: Number(api.port) },
-        motoUrl: env.motoUrl,
+        motoUrl: ecr.url,
         cert: tls.cert,
         key: tls.key,
         trapPorts: TRAP_PORTS,
@@ -208,12 +212,14 @@ async function startPodNetwork(env: TestEnv, work: string): Promise<PodNetwork> 
           await child.status;
           await reading.catch(() => {});
           await stderr;
+          await ecr.close();
         },
       };
     }
     await reading.catch(() => {});
     const why = await stderr;
     if (attempt >= 3 || !why.includes("AddrInUse")) {
+      await ecr.close();
       throw new Error(`pod network did not start:\n${why}`);
     }
   }

@@ -4,8 +4,9 @@
  * real server unless a rule says otherwise. Rules can delay a request, never
  * answer it, make the whole proxy go silent (drop every byte), close the
  * client's connection without an answer, or answer a status of their own
- * (429 with Retry-After, 500, 503, 410 to a continue request), for the first
- * N matching requests, after N have passed, or always.
+ * (429 with Retry-After, 500, 503, 410 to a continue request), or rewrite the
+ * upstream's body (a login page, `{}`, a list that lost its field selector),
+ * for the first N matching requests, after N have passed, or always.
  *
  * It also counts what a test cannot see from outside the process: TCP
  * connections (current, peak, total) and requests per method and path, each
@@ -49,7 +50,13 @@ export type Fault =
   /** Close the client's connection without an answer. */
   | { kind: "reset" }
   /** Answer this status (with a body in the upstream's error format) instead of forwarding. */
-  | { kind: "status"; status: number; retryAfterSeconds?: number };
+  | { kind: "status"; status: number; retryAfterSeconds?: number }
+  /**
+   * Forward, then answer `rewrite(upstream body)` instead of the upstream's
+   * body, with this content type (default: the upstream's) and the upstream's
+   * status: an auth proxy's login page, `{}`, a list that lost its field selector.
+   */
+  | { kind: "rewrite"; rewrite: (body: string) => string; contentType?: string };
 
 export const fault = {
   delay: (ms: number): Fault => ({ kind: "delay", ms }),
@@ -60,6 +67,11 @@ export const fault = {
     kind: "status",
     status,
     retryAfterSeconds,
+  }),
+  rewrite: (rewrite: (body: string) => string, contentType?: string): Fault => ({
+    kind: "rewrite",
+    rewrite,
+    contentType,
   }),
 };
 
@@ -327,6 +339,17 @@ export function startFaultProxy(opts: FaultProxyOptions): FaultProxy {
         });
         response = await forward(req);
         break;
+      case "rewrite": {
+        const upstream = await forward(req);
+        const headers = new Headers(upstream.headers);
+        for (const h of HOP_BY_HOP) headers.delete(h);
+        if (f.contentType !== undefined) headers.set("content-type", f.contentType);
+        response = new Response(f.rewrite(await upstream.text()), {
+          status: upstream.status,
+          headers,
+        });
+        break;
+      }
       default:
         response = await forward(req);
     }

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { parseAnnotation, type Registry } from "../../lib/annotation.ts";
+import { hostFor, parseAnnotation, type Registry } from "../../lib/annotation.ts";
 import { AnnotationError } from "../../lib/errors.ts";
 import { INVALID, VALID } from "../annotation_cases.ts";
+import { sdkPartitions } from "../tools/sandbox_hosts.ts";
 
 const KEY = "deft.com/kubeecr";
 const EXAMPLE = "expected <12-digit account>/<region>[,<account>/<region>...], " +
@@ -64,6 +65,11 @@ Deno.test("parseAnnotation turns items into registries", async (t) => {
       [reg("123456789012", "cn-north-1", "amazonaws.com.cn")],
     ],
     ["GovCloud region", "123456789012/us-gov-west-1", [reg("123456789012", "us-gov-west-1")]],
+    [
+      "ISO-B region uses sc2s.sgov.gov",
+      "123456789012/us-isob-east-1",
+      [reg("123456789012", "us-isob-east-1", "sc2s.sgov.gov")],
+    ],
   ];
   for (const [name, value, want] of cases) {
     await t.step(name, () => assert.deepEqual(parseAnnotation(KEY, value), want));
@@ -165,4 +171,26 @@ Deno.test("a very long value: reason and fix first, only a short prefix echoed",
       assert.equal(caught.value, value, "the error still carries the whole value");
     });
   }
+});
+
+// The sandbox allows every region of every partition the AWS SDK knows
+// (tests/tools/sandbox_hosts.ts); each must be accepted, and its registry
+// host must end in that partition's dnsSuffix.
+Deno.test("every region the AWS SDK knows parses, its registry host under its partition's dnsSuffix", async () => {
+  const partitions = await sdkPartitions();
+  let regions = 0;
+  for (const p of partitions) {
+    const { dnsSuffix } = (p as unknown as { outputs: { dnsSuffix: string } }).outputs;
+    // "aws-global", "aws-iso-b-global": endpoint aliases, not regions with registries.
+    for (const region of Object.keys(p.regions).filter((r) => !r.endsWith("-global"))) {
+      regions++;
+      assert.deepEqual(
+        parseAnnotation(KEY, `123456789012/${region}`),
+        [reg("123456789012", region, dnsSuffix)],
+        `${p.id} ${region}`,
+      );
+      assert.equal(hostFor("123456789012", region), `123456789012.dkr.ecr.${region}.${dnsSuffix}`);
+    }
+  }
+  assert.ok(regions > 30, `only ${regions} regions in the SDK's table`);
 });

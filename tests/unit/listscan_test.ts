@@ -112,3 +112,61 @@ Deno.test("ListReader never parses an item it drops", () => {
   const { kept } = read(text, 16);
   assert.equal(kept.length, 2);
 });
+
+Deno.test("ListReader reports the top level's shape: a list, or what came instead", async (t) => {
+  const cases: { name: string; text: string; shape: Record<string, unknown> }[] = [
+    {
+      name: "a SecretList",
+      text: JSON.stringify({ ...list, apiVersion: "v1" }),
+      shape: {
+        first: "{",
+        kind: "SecretList",
+        apiVersion: "v1",
+        items: "array",
+        metadata: true,
+        count: 3,
+      },
+    },
+    { name: "{}", text: " {} ", shape: { first: "{", metadata: false, count: 0 } },
+    { name: "null", text: "null", shape: { first: "n", metadata: false, count: 0 } },
+    { name: "empty", text: "", shape: { metadata: false, count: 0 } },
+    {
+      name: "an HTML page (not read on)",
+      text: '<!DOCTYPE html><script>var x = {"items": [1]}}}</script>',
+      shape: { first: "<", metadata: false, count: 0 },
+    },
+    {
+      name: "items null, kind of another list",
+      text: '{"kind":"PodList","apiVersion":"v1","metadata":{},"items":null}',
+      shape: {
+        first: "{",
+        kind: "PodList",
+        apiVersion: "v1",
+        items: "null",
+        metadata: true,
+        count: 0,
+      },
+    },
+    {
+      name: "items an object",
+      text: '{"kind":"SecretList","items":{"a":1}}',
+      shape: { first: "{", kind: "SecretList", items: "object", metadata: false, count: 0 },
+    },
+    {
+      name: "a second value after the object",
+      text: '{"kind":"SecretList"} {"kind":"x"}',
+      shape: { first: "{", kind: "SecretList", metadata: false, count: 0 },
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, () => {
+      for (const size of [1, 7, 1 << 20]) {
+        const bytes = new TextEncoder().encode(c.text);
+        const reader = new ListReader(annotated);
+        for (let at = 0; at < bytes.length; at += size) reader.push(bytes.subarray(at, at + size));
+        reader.end();
+        assert.deepEqual(reader.shape, c.shape, `chunk size ${size}`);
+      }
+    });
+  }
+});

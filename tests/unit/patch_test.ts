@@ -15,7 +15,7 @@ const HOUR = 3600_000;
 const ITEMS = "111111111111/us-west-2,222222222222/eu-west-1";
 const [H1, H2] = parseAnnotation(ANNOTATION, ITEMS).map((r) => r.host);
 const enc = (s: string) => new TextEncoder().encode(s);
-const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+const dec = (b: Uint8Array | undefined) => new TextDecoder().decode(b);
 
 class Store {
   patches: SecretUpdate[] = [];
@@ -23,7 +23,15 @@ class Store {
   current?: StoredSecret;
   patch(_ref: unknown, update: SecretUpdate): Promise<PatchResult> {
     this.patches.push(update);
-    return Promise.resolve(this.answers.shift() ?? "patched");
+    // By default the server stores what was sent (annotations: kubeecr's own only).
+    const stored = {
+      dockerConfig: update.dockerConfig,
+      annotations: Object.fromEntries(
+        Object.entries(update.annotations).filter((e): e is [string, string] => e[1] !== null),
+      ),
+      resourceVersion: "8",
+    };
+    return Promise.resolve(this.answers.shift() ?? { kind: "patched", stored });
   }
   get(): Promise<StoredSecret | undefined> {
     return Promise.resolve(this.current);
@@ -51,7 +59,7 @@ async function write(store: Store, c = creds(), s = secret()): Promise<Outcome> 
     s,
     parseAnnotation(ANNOTATION, ITEMS),
     c,
-    { annotation: ANNOTATION, dryRun: false, now: NOW, maxAttempts: 3 },
+    { annotation: ANNOTATION, dryRun: false, now: NOW, maxAttempts: 3, refreshWindowMs: 6 * HOUR },
   );
 }
 
@@ -106,7 +114,7 @@ Deno.test("an ECR expiry in year 5138 is capped at now + 12h + 5min, and the out
 
 Deno.test("after a 409 the status fingerprints the entry written into the new version", async () => {
   const store = new Store();
-  store.answers = ["conflict"];
+  store.answers = [{ kind: "conflict" }];
   store.current = {
     ...secret(`{"auths":{"${H1}":{"email":"x@y.z","auth":"b2xk"}}}`),
     resourceVersion: "8",
@@ -136,4 +144,86 @@ Deno.test("data that cannot be edited fails InvalidDockerConfig and sends nothin
   assert.equal(outcome.kind, "failed");
   assert.equal(outcome.kind === "failed" && outcome.reason, "InvalidDockerConfig");
   assert.equal(store.patches.length, 0);
+});
+
+Deno.test("a token that expires within a minute (or has expired) is not written: nothing sent, RefreshFailed names the expiry", async () => {
+  for (const inMs of [30_000, -HOUR]) {
+    const store = new Store();
+    const c = creds();
+    c[1].expiresAt = new Date(NOW.getTime() + inMs);
+    const outcome = await write(store, c);
+    assert.equal(outcome.kind, "failed");
+    assert.equal(outcome.kind === "failed" && outcome.reason, "RefreshFailed");
+    const message = outcome.kind === "failed" ? outcome.message : "";
+    assert.ok(
+      message.includes(`expires at ${c[1].expiresAt.toISOString().slice(0, 19)}Z`),
+      message,
+    );
+    assert.equal(store.patches.length, 0);
+  }
+});
+
+Deno.test("a token inside the refresh window is written where there was no entry, and the outcome fails", async () => {
+  const store = new Store();
+  const c = creds();
+  c[0].expiresAt = new Date(NOW.getTime() + 3 * HOUR);
+  const outcome = await write(store, c);
+  assert.equal(outcome.kind, "failed");
+  assert.match(outcome.kind === "failed" ? outcome.message : "", /inside the refresh window of 6h/);
+  assert.equal(store.patches.length, 1);
+});
+
+Deno.test("a token inside the refresh window that does not outlive the recorded entry: nothing sent", async () => {
+  // First write: 3h for H1 (recorded in the status), then a 2h token.
+  const store = new Store();
+  const c = creds();
+  c[0].expiresAt = new Date(NOW.getTime() + 3 * HOUR);
+  await write(store, c);
+  const [p] = store.patches;
+  const written: StoredSecret = {
+    ...secret(),
+    dockerConfig: p.dockerConfig,
+    annotations: { [ANNOTATION]: ITEMS, ...(p.annotations as Record<string, string>) },
+  };
+  const again = new Store();
+  const shorter = creds();
+  shorter[0].expiresAt = new Date(NOW.getTime() + 2 * HOUR);
+  const outcome = await write(again, shorter, written);
+  assert.equal(outcome.kind, "failed");
+  assert.match(
+    outcome.kind === "failed" ? outcome.message : "",
+    /no later than the entry it would replace \(2026-11-27T15:00:00Z\)/,
+  );
+  assert.equal(again.patches.length, 0);
+});
+
+Deno.test("the server stored the old data: the write fails, and the status is corrected to claim no entry it lacks", async () => {
+  const store = new Store();
+  const old = secret();
+  const oldStored = (update: SecretUpdate) => ({
+    kind: "patched" as const,
+    stored: {
+      dockerConfig: old.dockerConfig,
+      annotations: Object.fromEntries(
+        Object.entries(update.annotations).filter((e): e is [string, string] => e[1] !== null),
+      ),
+      resourceVersion: "8",
+    },
+  });
+  store.patch = (_ref: unknown, update: SecretUpdate) => {
+    store.patches.push(update);
+    return Promise.resolve(oldStored(update));
+  };
+  const outcome = await write(store);
+  assert.equal(outcome.kind, "failed");
+  const message = outcome.kind === "failed" ? outcome.message : "";
+  assert.match(message, /^the API server stored different data than KubeECR wrote \(no entry for /);
+  assert.equal(store.patches.length, 2, "the write, then the status correction");
+  const correction = store.patches[1];
+  assert.equal(correction.dockerConfig, undefined, "the correction sends no data");
+  assert.equal(correction.resourceVersion, "8");
+  assert.deepEqual(correction.annotations, {
+    [statusKey(ANNOTATION)]: null,
+    "kubeecr.deft.com/expires-at": null,
+  });
 });

@@ -128,19 +128,32 @@ class MemoryStore implements SecretStore {
       await new Promise((r) => setTimeout(r, 0));
       this.hooks.beforePatch?.(ref, attempt);
       const s = this.secrets.get(key(ref));
-      if (!s) return "gone" satisfies PatchResult;
-      if (s.resourceVersion !== update.resourceVersion) return "conflict" satisfies PatchResult;
+      if (!s) return { kind: "gone" } satisfies PatchResult;
+      if (s.resourceVersion !== update.resourceVersion) {
+        return { kind: "conflict" } satisfies PatchResult;
+      }
+      // JSON merge patch: null removes the key. A dry run answers what it would store.
+      const after = structuredClone(s);
+      if (update.dockerConfig) after.dockerConfig = update.dockerConfig;
+      for (const [k, v] of Object.entries(update.annotations)) {
+        if (v === null) delete after.annotations[k];
+        else after.annotations[k] = v;
+      }
       if (!opts.dryRun) {
         this.edit(ref, (x) => {
-          x.dockerConfig = update.dockerConfig;
-          // JSON merge patch: null removes the key.
-          for (const [k, v] of Object.entries(update.annotations)) {
-            if (v === null) delete x.annotations[k];
-            else x.annotations[k] = v;
-          }
+          x.dockerConfig = after.dockerConfig;
+          x.annotations = after.annotations;
         });
       }
-      return "patched" satisfies PatchResult;
+      const stored = opts.dryRun ? after : this.secrets.get(key(ref))!;
+      return {
+        kind: "patched",
+        stored: {
+          dockerConfig: stored.dockerConfig,
+          annotations: { ...stored.annotations },
+          resourceVersion: stored.resourceVersion,
+        },
+      } satisfies PatchResult;
     } finally {
       this.inFlight--;
     }
@@ -611,4 +624,40 @@ Deno.test("a stop signal: the write in flight lands and is logged, no new write 
   assert.equal(exitCode(summary), 1);
   assert.deepEqual(store.events, [], "no event is written once stopping");
   assert.match(lines.at(-1)!, /"interrupted":true/);
+});
+
+Deno.test("a page listing a Secret twice writes it once; a rejected item is that item's outcome only", async () => {
+  const store = new MemoryStore();
+  const s = pull(store, "twice", "111111111111/us-west-2");
+  const base = store.listAnnotatedDockerConfigSecrets.bind(store);
+  store.listAnnotatedDockerConfigSecrets = async function* (scope, annotation) {
+    for await (const page of base(scope, annotation)) {
+      yield {
+        secrets: [...page.secrets, structuredClone(page.secrets[0])],
+        rejected: [
+          { namespace: s.namespace, name: "opaque", uid: "u1", why: "other type", otherType: true },
+          {
+            namespace: s.namespace,
+            name: "broken",
+            uid: "u2",
+            why: "not base64",
+            otherType: false,
+          },
+        ],
+      };
+    }
+  };
+  let patches = 0;
+  store.hooks.beforePatch = () => patches++;
+  const { summary, code, lines } = await run(store, new FakeEcr());
+  assert.equal(patches, 1, "written once");
+  assert.equal(summary.refreshed, 1);
+  assert.equal(summary.skipped, 1);
+  assert.equal(summary.failed, 1);
+  assert.equal(code, 1);
+  const about = (name: string) =>
+    lines.map((l) => JSON.parse(l)).filter((l) => l.secret === `${s.namespace}/${name}`);
+  assert.deepEqual(about("opaque").map((l) => [l.msg, l.reason]), [["skipped", "other type"]]);
+  assert.deepEqual(about("broken").map((l) => [l.msg, l.error]), [["failed", "not base64"]]);
+  assert.deepEqual(store.eventsOf({ namespace: s.namespace, name: "opaque" }), []);
 });
