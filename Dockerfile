@@ -23,6 +23,14 @@ RUN deno install --frozen
 COPY main.ts ./
 COPY lib/ ./lib/
 
+# PROXY_HOST (host:port): an installation behind an HTTP proxy names it here
+# and with --proxy / KUBEECR_PROXY (README, Proxies). It becomes the one host
+# added to permissions.cronjob.net before compiling: an --allow-net flag next
+# to -P=cronjob would replace the set's list, not add to it. Empty: no proxy
+# can be reached, whatever the environment says.
+ARG PROXY_HOST=""
+RUN if [ -n "$PROXY_HOST" ]; then deno eval 'const f = "deno.json"; const j = JSON.parse(Deno.readTextFileSync(f)); j.permissions.cronjob.net.push(Deno.env.get("PROXY_HOST")); Deno.writeTextFileSync(f, JSON.stringify(j, null, 2));'; fi
+
 # `deno task compile` plus --target (the task cannot take it: `deno task
 # compile --target X` would pass --target to the program). The flags must stay
 # those of the task; tests/unit/dockerfile_test.ts checks that they do.

@@ -6,8 +6,8 @@
 // 2 the run could not start.
 
 import denoJson from "./deno.json" with { type: "json" };
-import { type Config, ENV_VARS, parseConfig } from "./lib/config.ts";
-import { credentialHints, EcrTokenSource } from "./lib/ecr.ts";
+import { type Config, ENV_VARS, parseConfig, proxyHost } from "./lib/config.ts";
+import { type CaBundle, credentialHints, EcrTokenSource } from "./lib/ecr.ts";
 import { ServerClock } from "./lib/clock.ts";
 import { ConfigError, describeError, KubeEcrError } from "./lib/errors.ts";
 import { Logger } from "./lib/log.ts";
@@ -48,6 +48,116 @@ function lineWriter(stream: { writeSync(p: Uint8Array): number }): (line: string
   };
 }
 
+/**
+ * AWS_CA_BUNDLE, read once before the run: the AWS SDK for JavaScript does
+ * not read it. The sandbox decides what may be read: under -P=cronjob only
+ * the token directories and /etc/ssl/certs, so an installation mounts its
+ * bundle there (README, "Custom CA certificates").
+ */
+async function readCaBundle(): Promise<CaBundle | undefined> {
+  const path = readEnv(["AWS_CA_BUNDLE"]).AWS_CA_BUNDLE;
+  if (!path) return undefined;
+  try {
+    const pem = await Deno.readTextFile(path);
+    if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+      throw new CaBundleError(`AWS_CA_BUNDLE=${path} holds no PEM certificate`);
+    }
+    return { path, pem };
+  } catch (err) {
+    if (err instanceof CaBundleError) throw err;
+    // -P=cronjob reports a path outside its read list as missing (ignore: true).
+    const why = err instanceof Deno.errors.NotFound
+      ? "no such file, or outside what this sandbox may read"
+      : err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied
+      ? "not readable (permission denied)"
+      : describeError(err);
+    throw new CaBundleError(
+      `cannot read AWS_CA_BUNDLE=${path}: ${why}; mount the bundle under /etc/ssl/certs/ ` +
+        "(the one directory besides the token directories the CronJob's sandbox may read), " +
+        "or give it as NODE_EXTRA_CA_CERTS, which the runtime reads",
+    );
+  }
+}
+
+class CaBundleError extends KubeEcrError {}
+
+/** The variables Deno's HTTP client takes a proxy from (read when a client is made). */
+const PROXY_VARIABLES = [
+  "HTTPS_PROXY",
+  "https_proxy",
+  "HTTP_PROXY",
+  "http_proxy",
+  "ALL_PROXY",
+  "all_proxy",
+  "NO_PROXY",
+  "no_proxy",
+];
+
+/**
+ * In a pod, the proxy variables are not the installation's choice (a
+ * namespace default, an injected sidecar's environment): they would send the
+ * API traffic to any address, outside the allow-list. They are dropped
+ * before any client exists; an installation that needs a proxy names it with
+ * --proxy, and the sandbox must allow that host (README, Proxies).
+ */
+function dropProxyVariables(log: Logger): void {
+  const dropped = PROXY_VARIABLES.filter((variable) =>
+    Deno.permissions.querySync({ name: "env", variable }).state === "granted" &&
+    Deno.env.get(variable) !== undefined
+  );
+  for (const variable of dropped) Deno.env.delete(variable);
+  if (dropped.length > 0) {
+    log.info("ignoring proxy variables", {
+      variables: dropped,
+      why: "in a pod only --proxy (KUBEECR_PROXY) names a proxy",
+    });
+  }
+}
+
+/** The sandbox must allow the proxy's host:port; say how when it does not. */
+function checkProxyAllowed(proxy: string): void {
+  const host = proxyHost(proxy);
+  if (Deno.permissions.querySync({ name: "net", host }).state === "granted") return;
+  throw new ConfigError(
+    "--proxy",
+    `--proxy ${proxy}: the sandbox does not allow connections to ${host}; add that one host ` +
+      "to permissions.cronjob.net in deno.json and rebuild (the Dockerfile does it with " +
+      `--build-arg PROXY_HOST=${host}); with deno run, --allow-net replaces the set's list, ` +
+      "so it must repeat the list and add the host (README, Proxies)",
+  );
+}
+
+/** Seconds the writes in flight get after SIGTERM/SIGINT: well inside a pod's 30 s grace. */
+const GRACE_MS = 5_000;
+
+/**
+ * SIGTERM (pod eviction, node drain) and SIGINT (Ctrl-C): stop starting
+ * work, give the writes in flight GRACE_MS to finish and be reported, then
+ * end what is left (hardStop). The pipeline then logs every outcome and the
+ * summary (interrupted=true) and the run exits 1, as any run that did not
+ * finish its work. A second signal exits at once with 128+signal (130, 143):
+ * the run was not allowed to finish cleanly.
+ */
+function handleSignals(log: Logger) {
+  const stop = new AbortController();
+  const hardStop = new AbortController();
+  for (const [signal, number] of [["SIGTERM", 15], ["SIGINT", 2]] as const) {
+    Deno.addSignalListener(signal, () => {
+      if (stop.signal.aborted) {
+        log.error("interrupted again: exiting now", { signal });
+        Deno.exit(128 + number);
+      }
+      log.warn("interrupted: no new work starts; writes in flight finish", {
+        signal,
+        "grace-ms": GRACE_MS,
+      });
+      stop.abort(signal);
+      Deno.unrefTimer(setTimeout(() => hardStop.abort(signal), GRACE_MS));
+    });
+  }
+  return { stop: stop.signal, hardStop: hardStop.signal };
+}
+
 const stdoutLine = lineWriter(Deno.stdout);
 const stderrLine = lineWriter(Deno.stderr);
 
@@ -67,7 +177,20 @@ async function main(): Promise<number> {
   }
 
   const log = new Logger({ format: config.logFormat, level: config.logLevel, write: stdoutLine });
-  const budget = AbortSignal.timeout(config.timeoutMs);
+  if (config.kube.mode === "in-cluster") dropProxyVariables(log);
+  if (config.proxy) {
+    try {
+      checkProxyAllowed(config.proxy);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      log.error("cannot start", { error: err.message });
+      return err.exitCode;
+    }
+  }
+  const signals = handleSignals(log);
+  // The budget also ends when the grace after a signal is spent: the requests
+  // still in flight then end, and their Secrets are reported as not done.
+  const budget = AbortSignal.any([AbortSignal.timeout(config.timeoutMs), signals.hardStop]);
   let started = false;
   try {
     // Loaded only now, so --help, --version and flag errors answer at once.
@@ -81,7 +204,10 @@ async function main(): Promise<number> {
           fix: "synchronise the node's clock (NTP)",
         }),
     );
-    const api = new KubeApi(await loadClusterAccess(config.kube), {
+    const access = await loadClusterAccess(config.kube);
+    // --proxy, the installation's choice, wins over a kubeconfig's proxy-url.
+    if (config.proxy) access.proxyUrl = config.proxy;
+    const api = new KubeApi(access, {
       onDate: (date) => clock.observe(date),
       requestTimeoutMs: config.requestTimeoutMs,
       budget,
@@ -89,7 +215,10 @@ async function main(): Promise<number> {
       pageSize: config.pageSize,
       onRetry: (what, attempt, delayMs, why) =>
         log.warn("retrying", { request: what, attempt, "wait-ms": delayMs, why }),
+      onSecret: (secret) => log.redact(secret),
+      onWarning: (message) => log.warn(message),
     });
+    const caBundle = await readCaBundle();
     started = true;
     const summary = await runOnce(config, {
       store: new KubeSecretStore(api),
@@ -97,8 +226,12 @@ async function main(): Promise<number> {
         requestTimeoutMs: config.requestTimeoutMs,
         budget,
         // For messages that say what to do (lib/ reads no environment).
-        credentials: credentialHints((name) => readEnv([name])[name]),
+        credentials: credentialHints(
+          (name) => readEnv([name])[name],
+          (host) => Deno.permissions.querySync({ name: "net", host }).state === "granted",
+        ),
         allowedHosts: denoJson.permissions.cronjob.net,
+        ...(caBundle ? { caBundle } : {}),
       }),
       log,
       now: () => clock.now(),
@@ -113,12 +246,24 @@ async function main(): Promise<number> {
             }),
         ),
       budget,
+      stop: signals.stop,
     });
     return exitCode(summary);
   } catch (err) {
     // One exit path for what the pipeline could not turn into outcomes: the
     // run could not start (exit 2), or an unexpected failure after it did
     // (exit 1, the pipeline has reported what it finished).
+    // Interrupted before the first page: nothing was looked at, and saying
+    // "cannot use the Kubernetes API" would blame the cluster.
+    if (signals.stop.aborted) {
+      log.error("summary", {
+        interrupted: true,
+        error: `interrupted by ${signals.stop.reason} before the run got going; nothing was ` +
+          "written, the next run does it all",
+        "exit-code": EXIT_FAILED,
+      });
+      return EXIT_FAILED;
+    }
     const cannotStart = !started || err instanceof CannotStartError;
     const what = err instanceof CannotStartError && err.flag
       ? `${err.flag} was rejected`

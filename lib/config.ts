@@ -37,6 +37,8 @@ export interface Config {
   timeoutMs: number;
   logFormat: "text" | "json";
   logLevel: LogLevel;
+  /** HTTP(S) proxy for the Kubernetes API, named by the installation. */
+  proxy?: string;
   kube: KubeAccess;
 }
 
@@ -72,6 +74,8 @@ interface FlagSpec<T> {
   /** The accepted form, quoted in --help and in every error about this flag. */
   accepts?: string;
   parse: (raw: string) => T;
+  /** Never quote the value in an error: it may carry a credential (a proxy URL's user:password). */
+  quiet?: boolean;
 }
 
 // Identity helper so each entry keeps its own value type T.
@@ -218,6 +222,18 @@ const FLAGS = {
     accepts: LOG_LEVELS.join(", "),
     parse: (raw) => oneOf(raw, LOG_LEVELS),
   }),
+  proxy: def({
+    name: "proxy",
+    kind: "string",
+    arg: "<url>",
+    defaultText: "none: in a pod HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY are ignored; " +
+      "with a kubeconfig they and its proxy-url apply",
+    help: "HTTP proxy for the Kubernetes API (CONNECT); wins over the kubeconfig's proxy-url. " +
+      "The sandbox must allow its host:port as well (README, Proxies).",
+    accepts: "an http:// or https:// URL with a host and port, like http://proxy.corp:3128",
+    parse: parseProxyUrl,
+    quiet: true,
+  }),
   kubeconfig: def({
     name: "kubeconfig",
     kind: "string",
@@ -298,6 +314,7 @@ export function parseConfig(args: string[], env: Env, version: string): ParsedAr
     );
   }
   const selector = r.one(FLAGS.selector);
+  const proxy = r.one(FLAGS.proxy);
   const namespaceSelector = r.one(FLAGS.namespaceSelector);
   return {
     kind: "run",
@@ -318,6 +335,7 @@ export function parseConfig(args: string[], env: Env, version: string): ParsedAr
       timeoutMs: r.one(FLAGS.timeout)!,
       logFormat: r.one(FLAGS.logFormat)!,
       logLevel: r.one(FLAGS.logLevel)!,
+      ...(proxy === undefined ? {} : { proxy }),
       kube: resolveKube(r.one(FLAGS.kubeconfig), r.one(FLAGS.context), r, env),
     },
   };
@@ -383,7 +401,7 @@ class Resolver {
   /** "--flag" or "KUBEECR_FLAG (sets --flag)": where the value in effect came from. */
   where(spec: AnyFlag, raw?: string): string {
     const e = envName(spec);
-    const value = raw === undefined ? "" : `=${JSON.stringify(raw)}`;
+    const value = raw === undefined || spec.quiet ? "" : `=${JSON.stringify(raw)}`;
     if (this.seen.has(spec.name) || !e || !this.envValue(e)) return `--${spec.name}${value}`;
     return `${e}${value} (sets --${spec.name})`;
   }
@@ -558,6 +576,27 @@ function parseBoundedDuration(raw: string, minMs: number, maxMs: number): number
   return ms;
 }
 
+/** A proxy URL with an explicit port: the sandbox allows host:port, never a guessed default. */
+function parseProxyUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Invalid("is not a URL");
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new Invalid(`has the scheme ${url.protocol.slice(0, -1)}`);
+  }
+  if (url.port === "") throw new Invalid("names no port");
+  if (url.username || url.password) throw new Invalid("carries credentials");
+  return `${url.protocol}//${url.host}`;
+}
+
+/** "proxy.corp:3128": what the sandbox's net list must name for `proxy`. */
+export function proxyHost(proxy: string): string {
+  return new URL(proxy).host;
+}
+
 function parseBool(raw: string): boolean {
   if (raw === "true" || raw === "1") return true;
   if (raw === "false" || raw === "0") return false;
@@ -619,14 +658,23 @@ web identity / IRSA, EKS Pod Identity, instance profile, shared config and profi
 
 Deadlines and retries: each Kubernetes request and ECR call has --request-timeout;
 connection failures, timeouts, HTTP 429 (Retry-After honoured) and 500/502/503/504
-are retried up to 4 attempts in all, with capped backoff. When --timeout is spent,
+are retried up to 4 attempts in all, with capped backoff; a certificate problem (unknown CA,
+not valid yet, expired, wrong name) is reported at once, as retrying cannot change it. When --timeout is spent,
 unfinished Secrets are reported as failed and the run exits 1.
 
 Exit codes:
   0  every Secret that was due was refreshed, or none was due
   1  at least one Secret, region or namespace failed, or --timeout ran out
-     (everything else was still processed and reported)
+     (everything else was still processed and reported), or SIGTERM/SIGINT
+     stopped the run: no new work started, writes in flight got 5s to finish,
+     each was reported, and the summary says interrupted=true
   2  the run could not start: bad flags or environment, no cluster access
-     (first contact failed, --selector rejected), no AWS credentials at all
+     (first contact failed, --selector rejected), no AWS credentials at all,
+     an unreadable AWS_CA_BUNDLE, a --proxy the sandbox does not allow
+  130/143  a second SIGINT/SIGTERM: exited at once, without a summary
+
+Proxies: in a pod (in-cluster) HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY are
+ignored; only --proxy names one, and the sandbox must allow its host:port. With a
+kubeconfig, its proxy-url and the variables apply; --proxy wins over both.
 `;
 }

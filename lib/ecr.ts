@@ -53,16 +53,54 @@ export interface CredentialHints {
   /** Whether AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are set (never their values). */
   accessKeyId: boolean;
   secretAccessKey: boolean;
+  /** AWS_CONTAINER_CREDENTIALS_FULL_URI / _RELATIVE_URI, and whether the sandbox may reach it. */
+  container?: { variable: string; url: string; host: string; allowed: boolean };
 }
 
-/** The hints from an environment lookup (main.ts passes one that respects the sandbox). */
-export function credentialHints(get: (name: string) => string | undefined): CredentialHints {
+/** Where the SDK sends AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (ECS's agent). */
+const ECS_CREDENTIALS_ENDPOINT = "http://169.254.170.2";
+
+/**
+ * The hints from an environment lookup (main.ts passes one that respects the
+ * sandbox) and the sandbox's answer for a host:port.
+ */
+export function credentialHints(
+  get: (name: string) => string | undefined,
+  netAllowed: (host: string) => boolean = () => true,
+): CredentialHints {
   const set = (name: string) => (get(name) ?? "") !== "";
   const profile = get("AWS_PROFILE");
   return {
     ...(profile ? { profile } : {}),
     accessKeyId: set("AWS_ACCESS_KEY_ID"),
     secretAccessKey: set("AWS_SECRET_ACCESS_KEY"),
+    ...containerHint(get, netAllowed),
+  };
+}
+
+function containerHint(
+  get: (name: string) => string | undefined,
+  netAllowed: (host: string) => boolean,
+): Pick<CredentialHints, "container"> {
+  const full = get("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+  const relative = get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  // The SDK prefers RELATIVE_URI when both are set.
+  const [variable, url] = relative
+    ? ["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", `${ECS_CREDENTIALS_ENDPOINT}${relative}`]
+    : full
+    ? ["AWS_CONTAINER_CREDENTIALS_FULL_URI", full]
+    : [undefined, undefined];
+  if (!variable || !url) return {};
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { container: { variable, url: "(not a URL)", host: "", allowed: false } };
+  }
+  const port = parsed.port || (parsed.protocol === "https:" ? "443" : "80");
+  const host = `${parsed.hostname}:${port}`;
+  return {
+    container: { variable, url: parsed.origin + parsed.pathname, host, allowed: netAllowed(host) },
   };
 }
 
@@ -74,7 +112,20 @@ export interface EcrHints {
   allowedHosts?: string[];
 }
 
+/**
+ * A CA bundle the operator named (AWS_CA_BUNDLE), already read by main.ts.
+ * As with the AWS CLI, it replaces the default roots for AWS calls: a
+ * TLS-inspecting proxy re-signs every AWS host with its own CA.
+ */
+export interface CaBundle {
+  /** Where it was read from, for messages. */
+  path: string;
+  pem: string;
+}
+
 export interface EcrOptions extends EcrHints {
+  /** Trusted for ECR and STS instead of the default roots (AWS_CA_BUNDLE). */
+  caBundle?: CaBundle;
   /** Deadline of one GetAuthorizationToken call, the SDK's own retries included. */
   requestTimeoutMs: number;
   /** Aborts when the run's budget is spent. */
@@ -96,7 +147,12 @@ export class EcrTokenSource implements TokenSource {
     // need the SDK (deno task bench: such a run peaked at 152 MiB, 156-158
     // MiB before this import was deferred).
     const { ECRClient, GetAuthorizationTokenCommand } = await import("@aws-sdk/client-ecr");
-    const client = new ECRClient({ region, maxAttempts: 3 });
+    // The SDK for JavaScript does not read AWS_CA_BUNDLE itself; its
+    // credential chain's STS client inherits this handler (parentClientConfig).
+    const requestHandler = this.#opts.caBundle
+      ? { httpsAgent: new (await import("node:https")).Agent({ ca: this.#opts.caBundle.pem }) }
+      : undefined;
+    const client = new ECRClient({ region, maxAttempts: 3, requestHandler });
     // ECR's Date header: expiresAt is on ECR's clock (see lib/clock.ts).
     let date: string | undefined;
     client.middlewareStack.add((next) => async (args) => {
@@ -166,22 +222,84 @@ export function tokenError(region: string, err: unknown, options: EcrHints = {})
         "instead of ECR; the next run will try again",
     );
   }
+  if (status !== undefined && (isUnparsedAnswer(err) || code === "Unknown")) {
+    // The SDK could not read the answer ("Deserialization error … $response",
+    // or an error body it names "Unknown"): ECR's or STS's (the credential
+    // exchange runs inside this call), but not in AWS's format.
+    return make(
+      `AWS answered HTTP ${status} with a body that is not an AWS answer (in ${region}, ECR or ` +
+        "the STS credential exchange): something between KubeECR and AWS (a proxy, a load " +
+        "balancer, a wrong AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL_STS) answered instead, or " +
+        "cut the answer short; the next run will try again",
+    );
+  }
   if (code === "CredentialsProviderError") {
     return make(
       `${prefix}: no AWS credentials found; ${credentialsAdvice(options.credentials)}`,
       true,
     );
   }
+  const tls = TLS_FAILURES[code];
+  if (tls) return make(`${prefix}: ${tls} (${code})`);
+  const refusal = sandboxRefusal(err);
+  const host = refusedHost(err) ?? (refusal?.kind === "net" ? refusal.what : undefined);
+  if (refusal && refusal.kind !== "net") {
+    // Not a network host: a runtime layer asked for something the permission
+    // set does not grant (Node's TLS layer asks for sys "ca" when it loads the
+    // default roots). Say what was refused; blaming the endpoint would send
+    // the operator after the wrong fix.
+    return make(
+      `${prefix}: the sandbox refused ${refusal.kind} access to "${refusal.what}", which the ` +
+        "ECR call needed: this build's permission set does not grant it; this is a defect " +
+        "of the build, report it (the permission sets are in deno.json)",
+    );
+  }
   if (err instanceof Deno.errors.NotCapable || code === "EPERM") {
     // Deno refuses an address outside the allow-list with NotCapable; a host
     // name is refused at lookup, which its node layer reports as EPERM.
-    return make(`${prefix}: ${sandboxAdvice(refusedHost(err), region, options.allowedHosts)}`);
+    return make(`${prefix}: ${sandboxAdvice(host, region, options.allowedHosts)}`);
   }
   return make(`${prefix}: ${code}: ${messageOf(err)}`);
 }
 
+const UNTRUSTED = "the ECR endpoint's certificate is not signed by a trusted CA: if a " +
+  "TLS-inspecting proxy or a private endpoint signs it with a CA of its own, give that CA as " +
+  "AWS_CA_BUNDLE or NODE_EXTRA_CA_CERTS (README, Custom CA certificates)";
+
+/**
+ * Node's TLS verification codes: a certificate problem is the same on every
+ * attempt, so it is said as what it is and what fixes it.
+ */
+const TLS_FAILURES: Record<string, string> = {
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: UNTRUSTED,
+  UNABLE_TO_GET_ISSUER_CERT: UNTRUSTED,
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: UNTRUSTED,
+  SELF_SIGNED_CERT_IN_CHAIN: UNTRUSTED,
+  DEPTH_ZERO_SELF_SIGNED_CERT: UNTRUSTED,
+  CERT_UNTRUSTED: UNTRUSTED,
+  CERT_HAS_EXPIRED: "the ECR endpoint's certificate has expired, or this machine's clock is " +
+    "ahead: check the clock and the certificate of AWS_ENDPOINT_URL_ECR's host",
+  CERT_NOT_YET_VALID: "the ECR endpoint's certificate is not valid yet, or this machine's " +
+    "clock is behind: check the clock and the certificate of AWS_ENDPOINT_URL_ECR's host",
+  ERR_TLS_CERT_ALTNAME_INVALID: "the ECR endpoint's certificate does not name the host " +
+    "connected to: check AWS_ENDPOINT_URL_ECR (or the proxy that answers for it)",
+};
+
 /** What to set, given what the credential chain was given. */
 export function credentialsAdvice(hints: CredentialHints | undefined): string {
+  const c = hints?.container;
+  if (c && !c.allowed) {
+    return `${c.variable} points the SDK at ${c.url}, and the sandbox refuses ${
+      c.host || "that URL"
+    }: it is not among the hosts this build may reach (EKS Pod Identity's 169.254.170.23:80 ` +
+      "and [fd00:ec2::23]:80 are); unset it, or use EKS Pod Identity, IRSA or the " +
+      "kubeecr-aws-secrets Secret";
+  }
+  if (c) {
+    return `${c.variable} points the SDK at ${c.url}, which gave no credentials: check that ` +
+      "the agent there answers (EKS Pod Identity, ECS) and that the token file it needs is " +
+      "mounted, or unset it";
+  }
   if (hints?.profile !== undefined) {
     return `AWS_PROFILE names the profile ${JSON.stringify(hints.profile)}, which gave no ` +
       "credentials: it is not in ~/.aws/config or ~/.aws/credentials (or the files " +
@@ -227,12 +345,31 @@ export function sandboxAdvice(
 /** An ECR or STS endpoint, e.g. api.ecr-fips.eu-west-1.amazonaws.com:443, sts.us-east-1…. */
 const AWS_ENDPOINT = /^(api\.ecr|ecr|sts)\b/;
 
-/** The host Deno refused, from its error (display only; nothing branches on it). */
+/**
+ * What Deno's sandbox refused: `Requires <kind> access to "<what>"`. Deno's
+ * NotCapable carries no field saying which permission it was, so its own
+ * fixed wording is the only source; an unrecognised one is treated as a
+ * network refusal, as before.
+ */
+export function sandboxRefusal(err: unknown): { kind: string; what: string } | undefined {
+  if (!(err instanceof Deno.errors.NotCapable)) return undefined;
+  const m = /Requires (\w+) access to "([^"]*)"/.exec(err.message);
+  return m ? { kind: m[1], what: m[2] } : { kind: "net", what: "" };
+}
+
+/** The host a lookup was refused for (node's dns errors carry `hostname`). */
 function refusedHost(err: unknown): string | undefined {
   const hostname = (err as { hostname?: unknown })?.hostname;
-  if (typeof hostname === "string") return hostname;
-  const m = err instanceof Error ? /"([^"\s]+)"/.exec(err.message) : null;
-  return m?.[1];
+  return typeof hostname === "string" && hostname !== "" ? hostname : undefined;
+}
+
+/**
+ * The SDK's deserialization failures keep the raw response in a hidden
+ * `$response`; its service errors (AccessDeniedException, …) carry one too,
+ * but also `$fault`, which a failure to read the answer does not.
+ */
+function isUnparsedAnswer(err: unknown): boolean {
+  return typeof err === "object" && err !== null && "$response" in err && !("$fault" in err);
 }
 
 /** The HTTP status the SDK saw ($metadata on service errors, $response on deserialization errors). */

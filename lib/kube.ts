@@ -59,6 +59,10 @@ export interface TransportOptions {
   onRetry?: (what: string, attempt: number, delayMs: number, why: string) => void;
   /** Secrets per list request; PAGE_SIZE when not given. */
   pageSize?: number;
+  /** Told about a credential the transport obtained (an exec plugin's token), for redaction. */
+  onSecret?: (secret: string) => void;
+  /** Told about something the operator should know that is not a failure. */
+  onWarning?: (message: string) => void;
   /** Told the Date header of every answer: the run judges time by the API server's clock. */
   onDate?: (date: string | null) => void;
 }
@@ -91,6 +95,7 @@ export class KubeApi {
   readonly #client: Deno.HttpClient;
   readonly #opts: TransportOptions;
   #execToken?: { token: string; expires: number };
+  #execRun?: Promise<string>;
 
   constructor(access: ClusterAccess, opts: TransportOptions) {
     this.#access = access;
@@ -125,33 +130,9 @@ export class KubeApi {
       this.#checkBudget(operation, where);
       const deadline = AbortSignal.timeout(this.#opts.requestTimeoutMs);
       const signal = AbortSignal.any([this.#opts.budget, deadline]);
-      let failure: { why: string; status?: number; retryAfterMs?: number };
-      try {
-        const res = await fetch(this.#url(req), {
-          method: req.method,
-          headers: await this.#headers(req),
-          body: req.body === undefined ? undefined : JSON.stringify(req.body),
-          client: this.#client,
-          signal,
-        });
-        this.#opts.onDate?.(res.headers.get("date"));
-        if (res.ok) return { ok: true, status: res.status, value: await read(res) };
-        const body = await readStatus(res);
-        if (!retryableStatus(res.status)) return { ok: false, status: res.status, body };
-        failure = {
-          why: `HTTP ${res.status}${body.message ? `: ${body.message}` : ""}`,
-          status: res.status,
-          retryAfterMs: parseRetryAfter(res.headers.get("retry-after"), new Date()),
-        };
-      } catch (err) {
-        this.#checkBudget(operation, where);
-        if (err instanceof KubeConfigError || err instanceof KubeApiError) throw err;
-        failure = {
-          why: deadline.aborted
-            ? `no answer within --request-timeout ${this.#opts.requestTimeoutMs / 1000}s`
-            : networkProblem(err, this.#access),
-        };
-      }
+      const tried = await this.#attempt(operation, target, req, read, deadline, signal);
+      if ("answer" in tried) return tried.answer;
+      const failure = tried.failure;
       const delay = retryDelay(attempt, backoff, failure.retryAfterMs, Math.random());
       if (delay === undefined) {
         throw new KubeApiError(
@@ -164,6 +145,76 @@ export class KubeApi {
       this.#opts.onRetry?.(`${operation} ${where}`, attempt, delay, failure.why);
       await sleep(delay, this.#opts.budget);
     }
+  }
+
+  /** One attempt: the answer, or why it failed (for the retry decision). */
+  async #attempt<T>(
+    operation: string,
+    target: SecretRef | { namespace?: string },
+    req: Request,
+    read: (res: Response) => Promise<T>,
+    deadline: AbortSignal,
+    signal: AbortSignal,
+  ): Promise<
+    { answer: Answer<T> } | { failure: { why: string; status?: number; retryAfterMs?: number } }
+  > {
+    const where = KubeApiError.describeTarget(target);
+    let res: Response;
+    try {
+      res = await fetch(this.#url(req), {
+        method: req.method,
+        headers: await this.#headers(req),
+        body: req.body === undefined ? undefined : JSON.stringify(req.body),
+        client: this.#client,
+        signal,
+      });
+    } catch (err) {
+      this.#checkBudget(operation, where);
+      if (err instanceof KubeConfigError || err instanceof KubeApiError) throw err;
+      // A certificate problem is the same on every attempt: said at once.
+      const tls = deadline.aborted ? undefined : certificateProblem(err, this.#access);
+      if (tls) {
+        throw new KubeApiError(operation, undefined, target, `${operation} ${where}: ${tls}`);
+      }
+      return {
+        failure: {
+          why: deadline.aborted
+            ? `no answer within --request-timeout ${this.#opts.requestTimeoutMs / 1000}s`
+            : networkProblem(err, this.#access),
+        },
+      };
+    }
+    this.#opts.onDate?.(res.headers.get("date"));
+    if (res.ok) {
+      try {
+        return { answer: { ok: true, status: res.status, value: await read(res) } };
+      } catch (err) {
+        this.#checkBudget(operation, where);
+        if (err instanceof KubeConfigError || err instanceof KubeApiError) throw err;
+        // The server answered; its answer broke off (a proxy cut it, a
+        // corrupt gzip stream): not "no answer", and worth another try.
+        return {
+          failure: {
+            why: deadline.aborted
+              ? `the answer (HTTP ${res.status}) did not finish within --request-timeout ${
+                this.#opts.requestTimeoutMs / 1000
+              }s`
+              : `the answer of the API server at ${this.#access.server} (HTTP ${res.status}) ` +
+                `broke off or could not be decoded: ${bodyProblem(err)}`,
+          },
+        };
+      }
+    }
+    const body = await readStatus(res);
+    if (!retryableStatus(res.status)) return { answer: { ok: false, status: res.status, body } };
+    return {
+      failure: {
+        why: `HTTP ${res.status}${body.message ? `: ${body.message}` : ""}` +
+          (res.status === 429 ? " (the API server is throttling this client)" : ""),
+        status: res.status,
+        retryAfterMs: parseRetryAfter(res.headers.get("retry-after"), new Date()),
+      },
+    };
   }
 
   #checkBudget(operation: string, where: string): void {
@@ -215,9 +266,19 @@ export class KubeApi {
     }
   }
 
-  /** Runs the kubeconfig's exec plugin once, and again only when its token expires. */
-  async #execCredential(user: string, exec: ExecConfig): Promise<string> {
-    if (this.#execToken && this.#execToken.expires > Date.now()) return this.#execToken.token;
+  /**
+   * Runs the kubeconfig's exec plugin once, and again only when its token
+   * expires. Concurrent requests share one run (a page of writes would
+   * otherwise start one plugin each).
+   */
+  #execCredential(user: string, exec: ExecConfig): Promise<string> {
+    const cached = this.#execToken;
+    if (cached && cached.expires > Date.now()) return Promise.resolve(cached.token);
+    this.#execRun ??= this.#runExecPlugin(user, exec).finally(() => this.#execRun = undefined);
+    return this.#execRun;
+  }
+
+  async #runExecPlugin(user: string, exec: ExecConfig): Promise<string> {
     const granted = (await Deno.permissions.query({ name: "run", command: exec.command })).state;
     if (granted !== "granted") {
       throw new KubeConfigError(
@@ -226,46 +287,208 @@ export class KubeApi {
           `deno run -P=local --allow-run=${exec.command} main.ts [flags]`,
       );
     }
-    let out: Deno.CommandOutput;
+    const plugin = `the exec plugin "${exec.command}" of user ${user}`;
+    const deadline = AbortSignal.timeout(EXEC_TIMEOUT_MS);
+    let out: PluginOutput;
     try {
-      out = await new Deno.Command(exec.command, {
-        args: exec.args,
-        env: {
-          ...Object.fromEntries(exec.env.map((e) => [e.name, e.value])),
-          KUBERNETES_EXEC_INFO: JSON.stringify({
-            apiVersion: exec.apiVersion,
-            kind: "ExecCredential",
-            spec: { interactive: false },
-          }),
-        },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-        signal: AbortSignal.any([this.#opts.budget, AbortSignal.timeout(60_000)]),
-      }).output();
+      out = await runPlugin(exec, AbortSignal.any([this.#opts.budget, deadline]));
     } catch (err) {
+      throw new KubeConfigError(`${this.#access.origin}: cannot run ${plugin}`, { cause: err });
+    }
+    if (out.ended === "aborted") {
+      this.#checkBudget("run", plugin);
       throw new KubeConfigError(
-        `${this.#access.origin}: cannot run the exec plugin "${exec.command}" of user ${user}`,
-        { cause: err },
+        `${this.#access.origin}: ${plugin} gave no answer within ${
+          EXEC_TIMEOUT_MS / 1000
+        }s and was killed; run it by hand to see what it waits for (a login prompt?)`,
+      );
+    }
+    if (out.ended === "overflow") {
+      throw new KubeConfigError(
+        `${this.#access.origin}: ${plugin} printed more than ${
+          MAX_PLUGIN_STDOUT / 1024
+        } KiB and was killed; an ExecCredential is a few KiB`,
       );
     }
     const status = parseExecCredential(out.stdout);
     if (!out.success || !status?.token) {
       // Its stderr says what went wrong (expired SSO session, unknown
-      // profile); stdout would hold the credential, so it is never shown.
-      const stderr = new TextDecoder().decode(out.stderr).trim().slice(0, 500);
+      // profile), but it may also echo a credential: only its first line is
+      // shown, with anything credential-like removed. Stdout would hold the
+      // credential, so it is never shown.
+      const stderr = stderrHint(out.stderr);
       throw new KubeConfigError(
-        `${this.#access.origin}: the exec plugin "${exec.command}" of user ${user} ` +
+        `${this.#access.origin}: ${plugin} ` +
           `${out.success ? "returned no token" : `failed (exit ${out.code})`}` +
           (stderr ? `: ${stderr}` : ""),
       );
     }
-    const expires = status.expirationTimestamp
-      ? Date.parse(status.expirationTimestamp) - 30_000
-      : Infinity;
-    this.#execToken = { token: status.token, expires };
+    this.#opts.onSecret?.(status.token);
+    const expiry = execExpiry(status.expirationTimestamp, Date.now());
+    if (expiry.warning) {
+      this.#opts.onWarning?.(`${plugin}: ${expiry.warning}`);
+    }
+    this.#execToken = { token: status.token, expires: expiry.reuseUntil };
     return status.token;
   }
+}
+
+/** An exec plugin's run; a hung one is killed at this deadline (or the run's budget). */
+export const EXEC_TIMEOUT_MS = 30_000;
+/** An ExecCredential is a few KiB; more is not one (and must not fill memory). */
+export const MAX_PLUGIN_STDOUT = 1024 * 1024;
+const MAX_PLUGIN_STDERR = 4096;
+/** A token about to expire is still used this long before its expiry. */
+const EXEC_EXPIRY_MARGIN_MS = 30_000;
+
+/**
+ * How long a plugin's token is reused. An expiry that cannot be used
+ * (unparseable, past, or under 30 s away) would make every request run the
+ * plugin again (61 runs for 30 Secrets): the token is then used for the rest
+ * of this run, with a warning, and the API server says if it is refused.
+ */
+export function execExpiry(
+  expirationTimestamp: string | undefined,
+  now: number,
+): { reuseUntil: number; warning?: string } {
+  if (expirationTimestamp === undefined) return { reuseUntil: Infinity };
+  const at = Date.parse(expirationTimestamp);
+  const forRun = (why: string) => ({
+    reuseUntil: Infinity,
+    warning: `its expirationTimestamp ${JSON.stringify(expirationTimestamp)} ${why}; ` +
+      "the token is used for the rest of this run",
+  });
+  if (Number.isNaN(at)) return forRun("is not an RFC 3339 time");
+  if (at <= now) return forRun("is already past");
+  if (at - now < EXEC_EXPIRY_MARGIN_MS) return forRun("is less than 30s away");
+  return { reuseUntil: at - EXEC_EXPIRY_MARGIN_MS };
+}
+
+/**
+ * The first line of a plugin's stderr without anything credential-like:
+ * long opaque strings (tokens, keys) and the values of `token=`,
+ * `password: ` and the like, to the end of the line. E.g. "error: session
+ * token=abc expired" → "error: session token [REDACTED]".
+ */
+export function stderrHint(stderr: string): string {
+  const first = stderr.split("\n").map((l) => l.trim()).find((l) => l !== "") ?? "";
+  return first
+    // Everything after a word that announces a credential: "token=abc",
+    // "Bearer abc", "password: abc" alike.
+    .replace(
+      /\b(tokens?|secrets?|password|passwd|key|credentials?|authorization|bearer)\b.*$/i,
+      "$1 [REDACTED]",
+    )
+    // Opaque strings (tokens, keys), not paths: "/" is left out so a
+    // plugin's "no such file /home/me/.aws/config" stays readable.
+    .replace(/[A-Za-z0-9+=_.~-]{24,}/g, "[REDACTED]")
+    .slice(0, 200);
+}
+
+interface PluginOutput {
+  /** How it ended: exited, killed at the deadline, or killed for printing too much. */
+  ended: "exited" | "aborted" | "overflow";
+  success: boolean;
+  code: number;
+  stdout: Uint8Array;
+  stderr: string;
+}
+
+/**
+ * Runs the plugin in a session (and so a process group) of its own
+ * (`detached`, which calls setsid(2); no setsid binary needed), so a Ctrl-C
+ * meant for KubeECR reaches it only through KubeECR's own stop. At the
+ * deadline the plugin is killed (SIGKILL: a plugin may ignore SIGTERM) and
+ * the run stops waiting at once: the pipes are cancelled, so a child left
+ * holding stdout cannot keep the run alive. Its children are not killed:
+ * Deno signals only its own child (Deno.kill(-pgid) reaches the leader alone,
+ * checked with Deno 2.9.6), so an orphan lives until it ends by itself.
+ * Stdout is read up to MAX_PLUGIN_STDOUT.
+ */
+async function runPlugin(exec: ExecConfig, signal: AbortSignal): Promise<PluginOutput> {
+  const child = new Deno.Command(exec.command, {
+    args: exec.args,
+    env: {
+      ...Object.fromEntries(exec.env.map((e) => [e.name, e.value])),
+      KUBERNETES_EXEC_INFO: JSON.stringify({
+        apiVersion: exec.apiVersion,
+        kind: "ExecCredential",
+        spec: { interactive: false },
+      }),
+    },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    detached: true,
+  }).spawn();
+  let ended: PluginOutput["ended"] = "exited";
+  const kill = (why: PluginOutput["ended"]) => {
+    if (ended === "exited") ended = why;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  };
+  const onAbort = () => kill("aborted");
+  signal.addEventListener("abort", onAbort, { once: true });
+  const stopped = new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  const stdout = readCapped(child.stdout, MAX_PLUGIN_STDOUT, () => kill("overflow"));
+  const stderr = readCapped(child.stderr, MAX_PLUGIN_STDERR);
+  try {
+    const status = await Promise.race([child.status, stopped.then(() => undefined)]);
+    // Exited: what it printed is in the pipe already; a child it left behind
+    // may hold the pipe open, so wait briefly, not for EOF.
+    const settle = new Promise<void>((r) => setTimeout(r, status ? 1000 : 0));
+    const [out, err] = await Promise.all([stdout.until(settle), stderr.until(settle)]);
+    if (!status) kill("aborted");
+    return {
+      ended,
+      success: status?.success === true && ended === "exited",
+      code: status?.code ?? -1,
+      stdout: out,
+      stderr: new TextDecoder().decode(err),
+    };
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    if (ended !== "exited") await child.status.catch(() => {});
+  }
+}
+
+/** Reads a stream into memory up to `cap` bytes; `until` stops reading and cancels it. */
+function readCapped(stream: ReadableStream<Uint8Array>, cap: number, onOverflow?: () => void) {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const done = (async () => {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        const room = cap - size;
+        chunks.push(value.subarray(0, Math.max(room, 0)));
+        size += value.length;
+        if (size > cap) {
+          onOverflow?.();
+          return;
+        }
+      }
+    } catch { /* cancelled */ }
+  })();
+  return {
+    async until(stop: Promise<void>): Promise<Uint8Array> {
+      await Promise.race([done, stop]);
+      await reader.cancel().catch(() => {});
+      const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+      let at = 0;
+      for (const c of chunks) {
+        all.set(c, at);
+        at += c.length;
+      }
+      return all;
+    },
+  };
 }
 
 function parseExecCredential(
@@ -273,7 +496,8 @@ function parseExecCredential(
 ): { token?: string; expirationTimestamp?: string } | undefined {
   try {
     const parsed = JSON.parse(new TextDecoder().decode(stdout));
-    return parsed?.status;
+    const status = parsed?.status;
+    return typeof status?.token === "string" ? status : undefined;
   } catch {
     return undefined;
   }
@@ -286,6 +510,59 @@ async function readStatus(res: Response): Promise<Status> {
   } catch {
     return {};
   }
+}
+
+/**
+ * A TLS verification failure of the API server's certificate, as what to fix.
+ * Deno's fetch error carries rustls's reason only in its text ("invalid peer
+ * certificate: NotValidYet"), so that fixed vocabulary is matched here, in
+ * one place; anything else is left to networkProblem and retried.
+ */
+export function certificateProblem(err: unknown, access: ClusterAccess): string | undefined {
+  const detail = /invalid peer certificate: (.*)$/.exec(describeError(err))?.[1];
+  if (detail === undefined) return undefined;
+  const cert = `the API server's certificate at ${access.server}`;
+  const fix = CERTIFICATE_FIXES.find(([pattern]) => pattern.test(detail))?.[1];
+  if (fix === undefined) return `${cert} was refused (${detail})`;
+  const text = `${cert} ${fix} (${detail})`;
+  if (access.insecureSkipTlsVerify && fix === UNKNOWN_ISSUER) {
+    return `${text}; the kubeconfig sets insecure-skip-tls-verify, which Deno's HTTP client ` +
+      "cannot honour per cluster: add the cluster's certificate-authority-data, or run " +
+      `deno run --unsafely-ignore-certificate-errors=${new URL(access.server).hostname} ...`;
+  }
+  return text;
+}
+
+const UNKNOWN_ISSUER = "is not signed by the CA this run trusts: check the kubeconfig's " +
+  "certificate-authority(-data) (in a pod: the service account's ca.crt), or whether a proxy " +
+  "answers in the API server's place";
+
+/** rustls's reasons, in its older (enum) and newer (sentence) wording. */
+const CERTIFICATE_FIXES: [RegExp, string][] = [
+  [/UnknownIssuer|unknown issuer|BadSignature|bad signature/i, UNKNOWN_ISSUER],
+  [
+    /NotValidYet|not valid yet/i,
+    "is not valid yet: this machine's clock is behind, or the certificate was issued with a " +
+    "future start date; check the clock (timedatectl) and the certificate",
+  ],
+  [
+    /Expired|expired/,
+    "has expired, or this machine's clock is ahead: renew the API server's certificate or fix " +
+    "the clock",
+  ],
+  [
+    /NotValidForName|not valid for name/i,
+    "does not name the host of the server URL: use a server URL the certificate names (its " +
+    "SANs), e.g. the one kubectl config view shows for this cluster",
+  ],
+];
+
+/** Why a body could not be read, without the request URL Deno's message repeats. */
+function bodyProblem(err: unknown): string {
+  return describeError(err).replace(
+    /error (sending request|reading a body) (for|from) [^:]*: ?/g,
+    "",
+  );
 }
 
 /** What a failed fetch says, with the fix for the one case a kubeconfig can cause. */

@@ -23,6 +23,11 @@ export interface Deps {
   now: () => Date;
   /** Aborts when the run's budget (--timeout) is spent. */
   budget: AbortSignal;
+  /**
+   * Aborts on SIGTERM/SIGINT: no new work starts (no list page, no write);
+   * writes already sent finish and are reported.
+   */
+  stop?: AbortSignal;
   /** Told each ECR answer's Date (lib/clock.ts compares it with the run's clock). */
   onEcrDate?: (region: string, date: Date) => void;
 }
@@ -80,19 +85,32 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
   const tokens = new RegionTokens(deps.tokens, log, (region, token) => {
     if (token.answeredAt) deps.onEcrDate?.(region, token.answeredAt);
   });
+  const stopping = () => deps.stop?.aborted === true;
   const outOfTime = () =>
-    `the run's --timeout of ${opts.timeoutMs / 1000}s ran out before this Secret was done; ` +
-    "the next run will finish it (raise --timeout if this repeats)";
+    stopping()
+      ? "the run was interrupted (SIGTERM/SIGINT) before this Secret was written; the next run " +
+        "will refresh it"
+      : `the run's --timeout of ${opts.timeoutMs / 1000}s ran out before this Secret was done; ` +
+        "the next run will finish it (raise --timeout if this repeats)";
 
   const report = async (outcome: Outcome, uid: string) => {
     tally.add(outcome);
-    await reportOutcome(outcome, uid, store, log, opts.dryRun || deps.budget.aborted);
+    // No event once the budget is spent or the run is stopping: an event is
+    // new work. The line still says what happened ("refreshed", not "would").
+    await reportOutcome(
+      outcome,
+      uid,
+      store,
+      log,
+      opts.dryRun,
+      !(opts.dryRun || deps.budget.aborted || stopping()),
+    );
   };
 
   const refresh = async (secret: StoredSecret, registries: Registry[]): Promise<Outcome> => {
     const ref = refOf(secret);
     const got = await tokens.forRegions(registries.map((r) => r.region));
-    if (deps.budget.aborted) {
+    if (deps.budget.aborted || stopping()) {
       return { kind: "failed", secret: ref, reason: "RefreshFailed", message: outOfTime() };
     }
     if (!Array.isArray(got)) {
@@ -196,7 +214,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
     for await (const page of discover(store, opts, log)) {
       pages++;
       for (const found of page) await handle(found);
-      if (deps.budget.aborted) throw new BudgetError("discovery");
+      if (deps.budget.aborted || stopping()) throw new BudgetError("discovery");
     }
     if (opts.checkSecretTypes) {
       for await (const page of wrongTypeSecrets(store, opts, log)) {
@@ -230,7 +248,10 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
     }
     stopped = err;
     log.error("discovery stopped", {
-      error: err instanceof BudgetError
+      error: err instanceof BudgetError && stopping()
+        ? "the run was interrupted (SIGTERM/SIGINT); Secrets not listed by then were not " +
+          "looked at, the next run will"
+        : err instanceof BudgetError
         ? `the run's --timeout of ${opts.timeoutMs / 1000}s ran out; Secrets not listed by then ` +
           "were not looked at, the next run will"
         : describeError(err),
@@ -240,6 +261,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
   const summary = tally.summary({
     ecrCalls: tokens.calls,
     incomplete: stopped !== undefined,
+    interrupted: stopping(),
     noCredentials: tokens.failures.length > 0 && tokens.failures.every((t) => t.noCredentials),
   });
   logSummary(summary, log, opts.dryRun);

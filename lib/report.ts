@@ -18,6 +18,8 @@ export interface Summary {
   ecrCalls: number;
   /** Discovery did not get through every page (budget spent, list failed midway). */
   incomplete: boolean;
+  /** SIGTERM/SIGINT stopped the run before it was done. */
+  interrupted: boolean;
   /** True when the only failures are "no AWS credentials at all" (exit 2). */
   noCredentials: boolean;
 }
@@ -28,7 +30,9 @@ export const EXIT_CANNOT_START = 2;
 
 export function exitCode(s: Summary): number {
   if (s.noCredentials && s.refreshed === 0) return EXIT_CANNOT_START;
-  return s.failed > 0 || s.failedNamespaces > 0 || s.incomplete ? EXIT_FAILED : EXIT_OK;
+  return s.failed > 0 || s.failedNamespaces > 0 || s.incomplete || s.interrupted
+    ? EXIT_FAILED
+    : EXIT_OK;
 }
 
 /** Counts outcomes as they are reported. */
@@ -50,7 +54,9 @@ export class Tally {
     return Object.values(this.#counts).reduce((a, b) => a + b, 0);
   }
 
-  summary(extra: { ecrCalls: number; incomplete: boolean; noCredentials: boolean }): Summary {
+  summary(
+    extra: { ecrCalls: number; incomplete: boolean; interrupted: boolean; noCredentials: boolean },
+  ): Summary {
     return {
       discovered: this.looked,
       ...this.#counts,
@@ -67,6 +73,8 @@ export async function reportOutcome(
   store: SecretStore,
   log: Logger,
   dryRun: boolean,
+  /** Record the event; false once the budget is spent or the run is stopping. */
+  withEvent = !dryRun,
 ): Promise<void> {
   const secret = refString(o.secret);
   switch (o.kind) {
@@ -88,7 +96,7 @@ export async function reportOutcome(
       log.error("failed", { secret, reason: o.reason, error: o.message });
       break;
   }
-  if (dryRun) return;
+  if (dryRun || !withEvent) return;
   const event = o.kind === "refreshed"
     ? {
       type: "Normal" as const,
@@ -118,6 +126,7 @@ export function logSummary(s: Summary, log: Logger, dryRun: boolean): void {
     "failed-namespaces": s.failedNamespaces,
     "ecr-calls": s.ecrCalls,
     ...(s.incomplete ? { incomplete: true } : {}),
+    ...(s.interrupted ? { interrupted: true } : {}),
     "dry-run": dryRun,
     "exit-code": exitCode(s),
   };

@@ -8,7 +8,7 @@
  */
 
 import * as k8s from "@kubernetes/client-node";
-import { kubeConfigFor } from "../testenv/connect.ts";
+import { kubeConfigFor, kubectl, writeKubeconfig } from "../testenv/connect.ts";
 import type { TestEnvInfo } from "../testenv/env.ts";
 import { type EcrProxy, startEcrProxy } from "../testenv/ecr_proxy.ts";
 
@@ -29,6 +29,8 @@ export interface CliResult {
   seconds: number;
   /** True when the process outlived `killAfterMs` and was killed. */
   killed: boolean;
+  /** Date.now() when `signal` was sent, if it was. */
+  signalledAt?: number;
 }
 
 export interface CliOptions {
@@ -45,6 +47,8 @@ export interface CliOptions {
    * every later write of the program meets a closed pipe (EPIPE).
    */
   closeStdoutAfterLines?: number;
+  /** Send `signal` to the process once `when()` holds (polled every 20 ms). */
+  signal?: { name: Deno.Signal; when: () => boolean };
 }
 
 /**
@@ -127,11 +131,22 @@ export async function runKubeecr(
       child.kill("SIGKILL");
     } catch { /* already gone */ }
   }, opts.killAfterMs);
+  let signalledAt: number | undefined;
+  const poller = opts.signal && setInterval(() => {
+    if (signalledAt !== undefined || !opts.signal!.when()) return;
+    signalledAt = Date.now();
+    try {
+      child.kill(opts.signal!.name);
+    } catch { /* already gone */ }
+  }, 20);
   const [out, stderr, status] = await Promise.all([
     readLines(child.stdout, opts.closeStdoutAfterLines),
     new Response(child.stderr).text(),
     child.status,
-  ]).finally(() => clearTimeout(timer));
+  ]).finally(() => {
+    clearTimeout(timer);
+    clearInterval(poller);
+  });
   const seconds = (Date.now() - startedAt) / 1000;
   const stdout = out.map((l) => l.text).join("");
   await recordCliOutput(env, { args, code: status.code, stdout, stderr });
@@ -145,6 +160,7 @@ export async function runKubeecr(
     startedAt,
     seconds,
     killed,
+    signalledAt,
   };
 }
 
@@ -293,4 +309,32 @@ export function summaryOf(run: CliResult): Record<string, unknown> {
   const s = run.lines.find((l) => l.msg === "summary");
   if (!s) throw new Error(`no summary line in:\n${run.stdout}\n${run.stderr}`);
   return s;
+}
+
+/** A kubeconfig for the test environment whose user gets its token from the exec plugin `plugin`. */
+export async function execPluginKubeconfig(env: TestEnvInfo, plugin: string): Promise<string> {
+  const path = await writeKubeconfig(env, env.admin);
+  const text = await Deno.readTextFile(path);
+  await Deno.writeTextFile(
+    path,
+    text.replace(
+      /^ {4}client-certificate-data: .*\n {4}client-key-data: .*$/m,
+      `    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ${plugin}\n` +
+        "      interactiveMode: Never",
+    ),
+  );
+  return path;
+}
+
+/** A token of a new ServiceAccount in `ns` bound to cluster-admin: what an exec plugin hands out. */
+export async function pluginUserToken(env: TestEnvInfo, ns: string): Promise<string> {
+  await kubectl(env, ["-n", ns, "create", "serviceaccount", "plugin-user"]);
+  await kubectl(env, [
+    "create",
+    "clusterrolebinding",
+    `${ns}-plugin`,
+    "--clusterrole=cluster-admin",
+    `--serviceaccount=${ns}:plugin-user`,
+  ]);
+  return (await kubectl(env, ["-n", ns, "create", "token", "plugin-user"])).trim();
 }

@@ -428,6 +428,15 @@ const CASES: Case[] = [
   { key: "logFormat", value: "xml", accepted: false },
   { key: "logLevel", value: "debug", accepted: true, field: "logLevel", parsed: "debug" },
   { key: "logLevel", value: "trace", accepted: false },
+  {
+    key: "proxy",
+    value: "http://proxy.corp:3128",
+    accepted: true,
+    field: "proxy",
+    parsed: "http://proxy.corp:3128",
+  },
+  { key: "proxy", value: "http://proxy.corp", accepted: false },
+  { key: "proxy", value: "http://user:pw@proxy.corp:3128", accepted: false },
 ];
 
 /** The kubeecr container of the rendered CronJob. */
@@ -509,7 +518,7 @@ for (const c of CASES) {
 
 Deno.test("the schema refuses unknown values and malformed image, schedule and resources", async () => {
   const refused: Record<string, unknown>[] = [
-    { "config.proxy": "http://proxy:3128" },
+    { "config.bogus": "http://proxy:3128" },
     { "unknown": true },
     { "image.digest": "sha256:1234" },
     { "image.tag": "v1 beta" },

@@ -29,11 +29,13 @@
  */
 
 import assert from "node:assert/strict";
+import denoJson from "../../deno.json" with { type: "json" };
 import * as k8s from "@kubernetes/client-node";
 import { kubeConfigFor } from "../testenv/connect.ts";
 import { kubectl, startTestEnv, type TestEnv } from "../testenv/env.ts";
 import { startEcrProxy } from "../testenv/ecr_proxy.ts";
 import { createCa, servingCert } from "../testenv/pki.ts";
+import { startConnectProxy } from "../testenv/connect_proxy.ts";
 import { auditRecords, recordCliOutput } from "./cli.ts";
 import { copyInstallation } from "./install.ts";
 
@@ -95,6 +97,8 @@ mount --bind "$repo" /run/kubeecr
 touch /run/deno
 mount --bind "$deno" /run/deno
 mount --bind "$stage/hosts" /etc/hosts
+# A CA bundle mounted where an installation mounts one (README, custom CAs).
+if [ -d "$stage/certs" ]; then mount --bind "$stage/certs" /etc/ssl/certs; fi
 for m in / /run /run/deno-dir /run/kubeecr /run/deno /etc/hosts /run/secrets/kubernetes.io/serviceaccount; do
   mount -o remount,bind,ro "$m"
 done
@@ -296,6 +300,10 @@ interface PodOptions {
   extraArgs?: string[];
   /** Project an IRSA token (audience sts.amazonaws.com) as EKS's webhook does. */
   irsaToken?: string;
+  /** Deno flags added to -P=cronjob (an installation's --allow-net=<proxy>). */
+  denoFlags?: string[];
+  /** Files that replace /etc/ssl/certs in the pod's view (a mounted CA bundle). */
+  certs?: Record<string, string>;
 }
 
 /** Runs main.ts as the pod would, in a private mount namespace. */
@@ -320,6 +328,12 @@ async function runAsPod(
     await Deno.writeTextFile(`${stage}/irsa/token`, opts.irsaToken);
   }
   await Deno.copyFile(net.caCert, `${stage}/aws-ca.crt`);
+  if (opts.certs) {
+    await Deno.mkdir(`${stage}/certs`);
+    for (const [name, text] of Object.entries(opts.certs)) {
+      await Deno.writeTextFile(`${stage}/certs/${name}`, text);
+    }
+  }
   await Deno.writeTextFile(
     `${stage}/hosts`,
     [
@@ -343,6 +357,9 @@ async function runAsPod(
     // For the runtime, not the program (the sandbox hides them from it).
     DENO_CERT: "/run/kubeecr-test-ca.crt",
     DENO_DIR: "/run/deno-dir",
+    // The deno CLI's own update check (absent from the compiled binary)
+    // would otherwise use the proxy variables the proxy step sets.
+    DENO_NO_UPDATE_CHECK: "1",
     NO_COLOR: "1",
     PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
     ...opts.env,
@@ -365,6 +382,7 @@ async function runAsPod(
     "run",
     "--quiet",
     "-P=cronjob",
+    ...(opts.denoFlags ?? []),
     "main.ts",
     ...args,
   ]);
@@ -442,6 +460,78 @@ Deno.test("cluster-wide install: the CronJob's pod refreshes Secrets in other na
       assert.deepEqual(ecr.map((r) => r.host), [`api.ecr.${REGION}.amazonaws.com`]);
     });
 
+    await t.step(
+      "a custom CA given by AWS_CA_BUNDLE or NODE_EXTRA_CA_CERTS is trusted for ECR",
+      async () => {
+        // Without DENO_CERT, the runtime trusts only public roots: the test CA
+        // of the ECR front comes from the bundle alone (issue 14, item 5).
+        const bundle = "/etc/ssl/certs/corporate-ca.pem";
+        const certs = { "corporate-ca.pem": await Deno.readTextFile(net.caCert) };
+        const cases: PodOptions[] = [
+          { certs, env: { DENO_CERT: undefined, AWS_CA_BUNDLE: bundle } },
+          { certs, env: { DENO_CERT: undefined, NODE_EXTRA_CA_CERTS: bundle } },
+        ];
+        for (const opts of cases) {
+          const seen = net.records.length;
+          const pod = await runAsPod(env, net, work, { ...opts, extraArgs: ["--force"] });
+          const label = JSON.stringify(opts.env);
+          assert.equal(pod.code, 0, `${label}\nstdout:\n${pod.stdout}\nstderr:\n${pod.stderr}`);
+          assert.equal(summaryOf(pod).refreshed, 2, label);
+          const ecr = net.records.slice(seen).filter((r) =>
+            r.kind === "aws" && r.target?.includes("GetAuthorizationToken")
+          );
+          assert.equal(ecr.length, 1, label);
+        }
+        // And without any of them the test CA is not trusted: the bundle is what did it.
+        const pod = await runAsPod(env, net, work, {
+          env: { DENO_CERT: undefined },
+          extraArgs: ["--force"],
+        });
+        assert.equal(pod.code, 1, pod.stdout + pod.stderr);
+        assert.match(pod.stdout, /certificate/i);
+      },
+    );
+
+    await t.step(
+      "proxy variables are ignored in the pod; --proxy is used when the sandbox allows it",
+      async () => {
+        await using proxy = startConnectProxy((target) =>
+          target === "kubernetes.default.svc:443"
+            ? { hostname: `${net.base}.1`, port: 443 }
+            : undefined
+        );
+        const vars = Object.fromEntries(
+          ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+            .map((v) => [v, proxy.url]),
+        );
+        const ignored = await runAsPod(env, net, work, { env: vars, extraArgs: ["--force"] });
+        assert.equal(ignored.code, 0, ignored.stdout + ignored.stderr);
+        assert.deepEqual(
+          proxy.connects,
+          [],
+          "no CONNECT for variables the installation did not set",
+        );
+        assert.ok(ignored.stdout.includes("ignoring proxy variables"), ignored.stdout);
+
+        const host = new URL(proxy.url).host;
+        const refused = await runAsPod(env, net, work, { env: { KUBEECR_PROXY: proxy.url } });
+        assert.equal(refused.code, 2, refused.stdout + refused.stderr);
+        assert.ok(refused.stdout.includes(`--build-arg PROXY_HOST=${host}`), refused.stdout);
+        assert.deepEqual(proxy.connects, []);
+
+        const used = await runAsPod(env, net, work, {
+          env: { ...vars, KUBEECR_PROXY: proxy.url },
+          // What an installation's own build does (Dockerfile, PROXY_HOST): the
+          // set's list plus the one host; --allow-net beside -P replaces the list.
+          denoFlags: [`--allow-net=${[...denoJson.permissions.cronjob.net, host].join(",")}`],
+          extraArgs: ["--force"],
+        });
+        assert.equal(used.code, 0, used.stdout + used.stderr);
+        assert.ok(proxy.connects.length >= 1, "the API traffic went through --proxy");
+        assert.deepEqual([...new Set(proxy.connects)], ["kubernetes.default.svc:443"]);
+      },
+    );
+
     await t.step("its token can do what the program needs and nothing else", async () => {
       const token = (await kubectl(env, ["-n", "kubeecr", "create", "token", "kubeecr"])).trim();
       const allowed: k8s.V1ResourceAttributes[] = [
@@ -507,6 +597,25 @@ ${pod.stdout}`,
         assert.deepEqual(net.records.slice(seen), [], host);
         assert.equal((await secretState(env, "team-one")).resourceVersion, before.resourceVersion);
       }
+      // A container-credentials URL to a refused host: named, not "no credentials found" alone.
+      const seen = net.records.length;
+      const pod = await runAsPod(env, net, work, {
+        env: {
+          AWS_ACCESS_KEY_ID: undefined,
+          AWS_SECRET_ACCESS_KEY: undefined,
+          AWS_CONTAINER_CREDENTIALS_FULL_URI: `https://${EVIL_STS}/creds`,
+        },
+        extraArgs: ["--force"],
+      });
+      assert.equal(pod.code, 2, pod.stdout + pod.stderr);
+      assert.ok(
+        pod.stdout.includes(
+          `AWS_CONTAINER_CREDENTIALS_FULL_URI points the SDK at https://${EVIL_STS}/creds, ` +
+            `and the sandbox refuses ${EVIL_STS}:443`,
+        ),
+        pod.stdout,
+      );
+      assert.deepEqual(net.records.slice(seen), []);
     });
   });
 });

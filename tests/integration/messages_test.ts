@@ -8,7 +8,13 @@
 
 import assert from "node:assert/strict";
 import { freshNamespace, kubectl, testEnv, writeKubeconfig } from "../testenv/connect.ts";
-import { createSecret, KUBECONFIG_CANARY, runKubeecr } from "./cli.ts";
+import {
+  createSecret,
+  execPluginKubeconfig,
+  KUBECONFIG_CANARY,
+  pluginUserToken,
+  runKubeecr,
+} from "./cli.ts";
 
 const env = await testEnv();
 const JSON_LOG = ["--log-format=json"];
@@ -56,15 +62,7 @@ Deno.test("an exec-plugin user: the message gives the exact command, and that co
   const ns = await freshNamespace(env, "exec");
   await createSecret(env, ns, { name: "pull", registries: "123456789012/us-west-2" });
   // The plugin hands out a real token of a ServiceAccount allowed to do the job.
-  await kubectl(env, ["-n", ns, "create", "serviceaccount", "plugin-user"]);
-  await kubectl(env, [
-    "create",
-    "clusterrolebinding",
-    `${ns}-plugin`,
-    "--clusterrole=cluster-admin",
-    `--serviceaccount=${ns}:plugin-user`,
-  ]);
-  const token = (await kubectl(env, ["-n", ns, "create", "token", "plugin-user"])).trim();
+  const token = await pluginUserToken(env, ns);
   const plugin = `${env.dir}/${ns}-get-token`;
   await Deno.writeTextFile(
     plugin,
@@ -72,16 +70,7 @@ Deno.test("an exec-plugin user: the message gives the exact command, and that co
       `"status":{"token":"${token}"}}'\n`,
     { mode: 0o755 },
   );
-  const path = await writeKubeconfig(env, env.admin);
-  const text = await Deno.readTextFile(path);
-  await Deno.writeTextFile(
-    path,
-    text.replace(
-      /^ {4}client-certificate-data: .*\n {4}client-key-data: .*$/m,
-      `    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ${plugin}\n` +
-        "      interactiveMode: Never",
-    ),
-  );
+  const path = await execPluginKubeconfig(env, plugin);
 
   const refused = await runKubeecr(env, ["--namespace", ns, ...JSON_LOG], {
     env: { KUBECONFIG: path },

@@ -70,6 +70,9 @@ const PER_FLAG: [string, string | undefined, string, Partial<Config>][] = [
   ["concurrency", "32", "32", { concurrency: 32 }],
   ["log-format", "json", "json", { logFormat: "json" }],
   ["log-level", "debug", "debug", { logLevel: "debug" }],
+  ["proxy", "http://proxy.corp:3128", "http://proxy.corp:3128", {
+    proxy: "http://proxy.corp:3128",
+  }],
   ["kubeconfig", "/k/config", "/k/config", {
     kube: { mode: "kubeconfig", paths: ["/k/config"] },
   }],
@@ -92,6 +95,24 @@ Deno.test("every flag via argv and via its env var", async (t) => {
   const covered = new Set(PER_FLAG.map(([f]) => `--${f}`));
   const missing = FLAG_NAMES.filter((f) => f.env !== undefined && !covered.has(f.flag));
   assert.deepEqual(missing, []);
+});
+
+Deno.test("--proxy: a URL with scheme, host and port, never echoing a credential", async (t) => {
+  const cases: [string, RegExp][] = [
+    ["proxy.corp:3128", /has the scheme proxy\.corp/],
+    ["socks5://proxy.corp:1080", /has the scheme socks5/],
+    ["http://proxy.corp", /names no port/],
+    ["http://user:hunter2-secret@proxy.corp:3128", /carries credentials/],
+    ["not a url", /is not a URL/],
+  ];
+  for (const [raw, why] of cases) {
+    await t.step(raw, () => {
+      const err = configError(["--proxy", raw]);
+      assert.equal(err.flag, "--proxy");
+      assert.match(err.message, why);
+      assert.ok(!err.message.includes("hunter2"), err.message);
+    });
+  }
 });
 
 Deno.test("precedence: flag > env > default", async (t) => {

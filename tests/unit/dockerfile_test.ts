@@ -36,3 +36,12 @@ Deno.test("Dockerfile: the build stage runs on the build platform, the final sta
   }
   assert.match(dockerfile, /^USER 65532:65532$/m);
 });
+
+Deno.test("Dockerfile: PROXY_HOST adds exactly one host to the cronjob set before compiling", () => {
+  assert.match(dockerfile, /^ARG PROXY_HOST=""$/m);
+  assert.match(dockerfile, /j\.permissions\.cronjob\.net\.push\(Deno\.env\.get\("PROXY_HOST"\)\)/);
+  assert.ok(
+    dockerfile.indexOf("ARG PROXY_HOST") < dockerfile.indexOf("deno compile -P=cronjob"),
+    "before the compile step",
+  );
+});

@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
 import {
+  credentialHints,
   credentialsAdvice,
   passwordOf,
   sandboxAdvice,
@@ -202,4 +203,66 @@ Deno.test("passwordOf splits a decoded AWS:<password> token", async (t) => {
   for (const [name, token, want] of cases) {
     await t.step(name, () => assert.equal(passwordOf(token), want));
   }
+});
+
+Deno.test("credentialsAdvice names a container-credentials URL, and says when the sandbox refuses its host", () => {
+  const refused = credentialHints(
+    (n) => n === "AWS_CONTAINER_CREDENTIALS_FULL_URI" ? "https://creds.evil.example/v1" : undefined,
+    () => false,
+  );
+  assert.match(
+    credentialsAdvice(refused),
+    /AWS_CONTAINER_CREDENTIALS_FULL_URI points the SDK at https:\/\/creds\.evil\.example\/v1, and the sandbox refuses creds\.evil\.example:443/,
+  );
+  const relative = credentialHints(
+    (n) => n === "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" ? "/v2/creds?id=1" : undefined,
+    (host) => host === "169.254.170.2:80",
+  );
+  assert.match(
+    credentialsAdvice(relative),
+    /AWS_CONTAINER_CREDENTIALS_RELATIVE_URI points the SDK at http:\/\/169\.254\.170\.2\/v2\/creds, which gave no credentials/,
+  );
+});
+
+Deno.test("tokenError: a sandbox refusal that is not a network host is said as what it is", () => {
+  const err = new Deno.errors.NotCapable(
+    'Requires sys access to "ca", run again with the --allow-sys flag',
+  );
+  const got = tokenError("us-west-2", err);
+  assert.match(got.message, /the sandbox refused sys access to "ca"/);
+  assert.doesNotMatch(got.message, /AWS_ENDPOINT_URL_ECR|--allow-sys/);
+});
+
+Deno.test("tokenError: Node's certificate codes say what to fix", () => {
+  const cases: [string, RegExp][] = [
+    ["UNABLE_TO_VERIFY_LEAF_SIGNATURE", /not signed by a trusted CA.*AWS_CA_BUNDLE/],
+    ["CERT_NOT_YET_VALID", /not valid yet/],
+    ["CERT_HAS_EXPIRED", /has expired/],
+    ["ERR_TLS_CERT_ALTNAME_INVALID", /does not name the host/],
+  ];
+  for (const [code, message] of cases) {
+    const err = Object.assign(new Error("tls"), { code });
+    assert.match(tokenError("us-west-2", err).message, message, code);
+  }
+});
+
+Deno.test("tokenError: an answer the SDK could not read is not shown as SDK internals", () => {
+  const err = Object.assign(
+    new Error(
+      "@aws-sdk XML parse error\n  Deserialization error: to see the raw response, inspect the hidden field {error}.$response on this object.",
+    ),
+    { $metadata: {} },
+  );
+  Object.defineProperty(err, "$response", { value: { statusCode: 200 }, enumerable: false });
+  const got = tokenError("us-west-2", err);
+  assert.match(got.message, /AWS answered HTTP 200 with a body that is not an AWS answer/);
+  assert.doesNotMatch(got.message, INTERNALS);
+  // A service error carries $response too, and $fault: it keeps AWS's own name.
+  const denied = Object.assign(new Error("not authorized"), {
+    name: "AccessDeniedException",
+    $fault: "client",
+    $metadata: { httpStatusCode: 400 },
+  });
+  Object.defineProperty(denied, "$response", { value: { statusCode: 400 }, enumerable: false });
+  assert.match(tokenError("us-west-2", denied).message, /AccessDeniedException: not authorized/);
 });

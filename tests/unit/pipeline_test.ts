@@ -592,6 +592,40 @@ Deno.test("discovery never runs more than --concurrency writes at once", async (
   assert.equal(store.maxInFlight, 3);
 });
 
+Deno.test("a stop signal: the write in flight lands and is logged, no new write starts, interrupted in the summary", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  const secrets = ["a", "b", "c"].map((n) => pull(store, n, "111111111111/us-west-2"));
+  const stop = new AbortController();
+  const patched: string[] = [];
+  store.hooks.beforePatch = (ref) => {
+    patched.push(ref.name);
+    stop.abort("SIGTERM"); // arrives while this write is in flight
+  };
+  const lines: string[] = [];
+  const log = new Logger({ format: "json", level: "info", write: (l) => lines.push(l) });
+  const summary = await runOnce({ ...OPTIONS, concurrency: 1 }, {
+    store,
+    tokens: ecr,
+    log,
+    now: () => NOW,
+    budget: new AbortController().signal,
+    stop: stop.signal,
+  });
+  assert.deepEqual(patched, ["a"], "no write after the signal");
+  assert.ok(store.auths(secrets[0])[host("111111111111/us-west-2")], "the write in flight landed");
+  assert.deepEqual(store.auths(secrets[1]), {});
+  const about = (name: string) =>
+    lines.map((l) => JSON.parse(l)).filter((l) => l.secret === `ns/${name}`).map((l) => l.msg);
+  assert.deepEqual(about("a"), ["refreshed"]);
+  assert.deepEqual(about("b"), ["failed"]);
+  assert.deepEqual(about("c"), ["failed"]);
+  assert.equal(summary.interrupted, true);
+  assert.equal(exitCode(summary), 1);
+  assert.deepEqual(store.events, [], "no event is written once stopping");
+  assert.match(lines.at(-1)!, /"interrupted":true/);
+});
+
 Deno.test("a page listing a Secret twice writes it once; a rejected item is that item's outcome only", async () => {
   const store = new MemoryStore();
   const s = pull(store, "twice", "111111111111/us-west-2");
