@@ -21,6 +21,7 @@ import { freshNamespace, kubectl, testEnv } from "../testenv/connect.ts";
 import { startEcrProxy } from "../testenv/ecr_proxy.ts";
 import { ecrHost } from "../testenv/node.ts";
 import { acceptTokensOf } from "../testenv/registry.ts";
+import { MIN_TOKEN_LIFE_MS } from "../../lib/patch.ts";
 import { b64, createSecret, runKubeecr } from "./cli.ts";
 import { createPod, nodeOf, type PodOutcome, podOutcome } from "./pods.ts";
 
@@ -111,7 +112,9 @@ Deno.test("examples/usage: the Deployment's pod fails with 401 before KubeECR ru
 Deno.test("an expired token: a new pod fails with 401, the next run refreshes it, a new pod runs", async () => {
   const node = nodeOf(env);
   await using proxy = ecrProxy();
-  const LIFETIME = 10;
+  // The shortest lifetime KubeECR still writes (it refuses a token that dies within
+  // MIN_TOKEN_LIFE_MS), plus a margin for the run itself: about a minute of waiting.
+  const LIFETIME = MIN_TOKEN_LIFE_MS / 1000 + 5;
   proxy.tokenLifetime("us-west-2", LIFETIME);
   const ns = await freshNamespace(env, "pull-expiry");
   try {
