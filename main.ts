@@ -7,9 +7,9 @@
 
 import denoJson from "./deno.json" with { type: "json" };
 import { type Config, ENV_VARS, parseConfig, proxyHost } from "./lib/config.ts";
-import { type CaBundle, credentialHints, EcrTokenSource } from "./lib/ecr.ts";
-import { ServerClock } from "./lib/clock.ts";
-import { ConfigError, describeError, KubeEcrError } from "./lib/errors.ts";
+import { type CaBundle, credentialHints, EcrTokenSource } from "./lib/aws/ecr.ts";
+import { ServerClock } from "./lib/core/clock.ts";
+import { ConfigError, describeError, KubeEcrError } from "./lib/core/errors.ts";
 import { Logger } from "./lib/log.ts";
 import { CannotStartError, runOnce } from "./lib/pipeline.ts";
 import { EXIT_CANNOT_START, EXIT_FAILED, exitCode } from "./lib/report.ts";
@@ -194,8 +194,8 @@ async function main(): Promise<number> {
   let started = false;
   try {
     // Loaded only now, so --help, --version and flag errors answer at once.
-    const { KubeApi, KubeSecretStore } = await import("./lib/kube.ts");
-    const { loadClusterAccess } = await import("./lib/kubeconfig.ts");
+    const { KubeApi, KubeSecretStore } = await import("./lib/kube/api.ts");
+    const { loadClusterAccess } = await import("./lib/kube/kubeconfig.ts");
     const clock = new ServerClock(
       Date.now,
       (skew) =>

@@ -4,8 +4,8 @@
 // are all generated from that table so the docs cannot drift from behaviour.
 
 import { parseArgs } from "node:util";
-import { ConfigError } from "./errors.ts";
-import { STATUS_PREFIX } from "./due.ts";
+import { ConfigError } from "./core/errors.ts";
+import { STATUS_PREFIX } from "./core/due.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 
 export type KubeAccess =

@@ -2,7 +2,7 @@
 // page, as they arrive. One paginated list per scope (cluster-wide, or one per
 // --namespace); with --namespace-selector, one namespace list first.
 
-import { BudgetError } from "./errors.ts";
+import { BudgetError } from "./core/errors.ts";
 import type { Logger } from "./log.ts";
 import {
   KubeApiError,
@@ -10,7 +10,7 @@ import {
   type RejectedItem,
   type SecretStore,
   type StoredSecret,
-} from "./store.ts";
+} from "./core/store.ts";
 
 export interface DiscoverOptions {
   annotation: string;

@@ -6,14 +6,20 @@
 
 import type { Config } from "./config.ts";
 import { discover, DiscoveryError, type Found, wrongTypeSecrets } from "./discover.ts";
-import { assess } from "./assess.ts";
-import type { Registry } from "./annotation.ts";
-import type { TokenSource } from "./ecr.ts";
-import { BudgetError, describeError, KubeEcrError, refString, type SecretRef } from "./errors.ts";
+import { assess } from "./core/assess.ts";
+import type { Registry } from "./core/annotation.ts";
+import type { TokenSource } from "./aws/ecr.ts";
+import {
+  BudgetError,
+  describeError,
+  KubeEcrError,
+  refString,
+  type SecretRef,
+} from "./core/errors.ts";
 import type { Logger } from "./log.ts";
 import { type Outcome, writeSecret } from "./patch.ts";
 import { logSummary, reportOutcome, type Summary, Tally } from "./report.ts";
-import type { SecretStore, StoredSecret } from "./store.ts";
+import type { SecretStore, StoredSecret } from "./core/store.ts";
 import { RegionTokens } from "./token.ts";
 
 export interface Deps {
@@ -28,7 +34,7 @@ export interface Deps {
    * writes already sent finish and are reported.
    */
   stop?: AbortSignal;
-  /** Told each ECR answer's Date (lib/clock.ts compares it with the run's clock). */
+  /** Told each ECR answer's Date (lib/core/clock.ts compares it with the run's clock). */
   onEcrDate?: (region: string, date: Date) => void;
 }
 
@@ -78,7 +84,7 @@ export class CannotStartError extends KubeEcrError {
 export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
   const { store, log } = deps;
   // The run's one "now", taken when the first page has arrived: by then the
-  // API server has answered, so deps.now can be on its clock (lib/clock.ts).
+  // API server has answered, so deps.now can be on its clock (lib/core/clock.ts).
   let runNow: Date | undefined;
   const now = () => runNow ??= deps.now();
   const tally = new Tally();

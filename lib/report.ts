@@ -1,11 +1,11 @@
 // Stage 4, report: one log line and one event per Secret, a summary line,
 // and the exit code.
 
-import { describeError, refString } from "./errors.ts";
-import { formatTime } from "./due.ts";
+import { describeError, refString } from "./core/errors.ts";
+import { formatTime } from "./core/due.ts";
 import type { Logger } from "./log.ts";
 import type { Outcome } from "./patch.ts";
-import type { SecretStore } from "./store.ts";
+import type { SecretStore } from "./core/store.ts";
 
 export interface Summary {
   discovered: number;

@@ -3,8 +3,8 @@
 // or failing region delays and fails only its own Secrets. Every credential
 // is registered with the logger before anything else can see it.
 
-import { type RegistryToken, TokenError, type TokenSource } from "./ecr.ts";
-import { describeError } from "./errors.ts";
+import { type RegistryToken, TokenError, type TokenSource } from "./aws/ecr.ts";
+import { describeError } from "./core/errors.ts";
 import type { Logger } from "./log.ts";
 
 export class RegionTokens {

@@ -14,7 +14,7 @@ import {
   REFRESHED_AT,
   STATUS_PREFIX,
   statusKey,
-} from "../../lib/due.ts";
+} from "../../lib/core/due.ts";
 
 const HOUR = 3600_000;
 const NOW = new Date("2026-11-27T12:00:00Z");

@@ -16,7 +16,7 @@ import {
   sandboxAdvice,
   TokenError,
   tokenError,
-} from "../../lib/ecr.ts";
+} from "../../lib/aws/ecr.ts";
 
 const FETCH = new URL("./fixtures/ecr_fetch.ts", import.meta.url).pathname;
 const REPO = new URL("../../", import.meta.url).pathname;

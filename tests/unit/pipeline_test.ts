@@ -9,8 +9,8 @@
  */
 
 import assert from "node:assert/strict";
-import { type RegistryToken, TokenError, type TokenSource } from "../../lib/ecr.ts";
-import type { SecretRef } from "../../lib/errors.ts";
+import { type RegistryToken, TokenError, type TokenSource } from "../../lib/aws/ecr.ts";
+import type { SecretRef } from "../../lib/core/errors.ts";
 import { Logger } from "../../lib/log.ts";
 import { runOnce, type RunOptions } from "../../lib/pipeline.ts";
 import { exitCode } from "../../lib/report.ts";
@@ -22,7 +22,7 @@ import type {
   SecretStore,
   SecretUpdate,
   StoredSecret,
-} from "../../lib/store.ts";
+} from "../../lib/core/store.ts";
 
 const ANNOTATION = "deft.com/kubeecr";
 const EXPIRES_AT = "kubeecr.deft.com/expires-at";

@@ -1,7 +1,7 @@
 // TokenSource on AWS ECR. One GetAuthorizationToken per region: the token
 // serves every account the principal may pull from in that region.
 
-import { KubeEcrError } from "./errors.ts";
+import { KubeEcrError } from "../core/errors.ts";
 
 export interface RegistryToken {
   /** The registry password (the part after "AWS:" in the decoded token). */
@@ -153,7 +153,7 @@ export class EcrTokenSource implements TokenSource {
       ? { httpsAgent: new (await import("node:https")).Agent({ ca: this.#opts.caBundle.pem }) }
       : undefined;
     const client = new ECRClient({ region, maxAttempts: 3, requestHandler });
-    // ECR's Date header: expiresAt is on ECR's clock (see lib/clock.ts).
+    // ECR's Date header: expiresAt is on ECR's clock (see lib/core/clock.ts).
     let date: string | undefined;
     client.middlewareStack.add((next) => async (args) => {
       const result = await next(args);

@@ -9,8 +9,8 @@
 // pointing at the exec plugin that replaced them.
 
 import { load as loadYaml, YAMLException } from "js-yaml";
-import type { KubeAccess } from "./config.ts";
-import { KubeEcrError } from "./errors.ts";
+import type { KubeAccess } from "../config.ts";
+import { KubeEcrError } from "../core/errors.ts";
 
 export type Auth =
   | { kind: "none" }

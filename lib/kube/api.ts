@@ -6,15 +6,15 @@
 // node layer) aborted the process on a GOAWAY. Deno.createHttpClient is one
 // native pool (hyper, rustls) for every kubeconfig shape, with the CA and
 // client certificate given directly, and JSON is parsed only where it is
-// needed (lib/listscan.ts drops unannotated Secrets unread).
+// needed (lib/kube/listscan.ts drops unannotated Secrets unread).
 //
 // Every request has a deadline (--request-timeout) and runs under the run's
 // budget (--timeout); network failures, timeouts, 429 and 5xx are retried
-// with backoff (lib/retry.ts). Every failure becomes a KubeApiError.
+// with backoff (lib/core/retry.ts). Every failure becomes a KubeApiError.
 
 import type { ClusterAccess, ExecConfig } from "./kubeconfig.ts";
 import { KubeConfigError } from "./kubeconfig.ts";
-import { BudgetError, describeError, type SecretRef } from "./errors.ts";
+import { BudgetError, describeError, type SecretRef } from "../core/errors.ts";
 import { ListReader, type ListShape } from "./listscan.ts";
 import {
   type Backoff,
@@ -22,8 +22,8 @@ import {
   parseRetryAfter,
   retryableStatus,
   retryDelay,
-} from "./retry.ts";
-import { STATUS_PREFIX } from "./due.ts";
+} from "../core/retry.ts";
+import { STATUS_PREFIX } from "../core/due.ts";
 import {
   KubeApiError,
   type ListScope,
@@ -35,7 +35,7 @@ import {
   type StoredData,
   type StoredSecret,
   UnexpectedAnswerError,
-} from "./store.ts";
+} from "../core/store.ts";
 
 export const DOCKER_CONFIG_TYPE = "kubernetes.io/dockerconfigjson";
 export const DOCKER_CONFIG_KEY = ".dockerconfigjson";
