@@ -194,7 +194,8 @@ async function main(): Promise<number> {
   let started = false;
   try {
     // Loaded only now, so --help, --version and flag errors answer at once.
-    const { KubeApi, KubeSecretStore } = await import("./lib/kube/api.ts");
+    const { KubeApi } = await import("./lib/kube/transport.ts");
+    const { KubeSecretStore } = await import("./lib/kube/secrets.ts");
     const { loadClusterAccess } = await import("./lib/kube/kubeconfig.ts");
     const clock = new ServerClock(
       Date.now,
@@ -221,7 +222,7 @@ async function main(): Promise<number> {
     const caBundle = await readCaBundle();
     started = true;
     const summary = await runOnce(config, {
-      store: new KubeSecretStore(api),
+      store: new KubeSecretStore(api, () => clock.now()),
       tokens: new EcrTokenSource({
         requestTimeoutMs: config.requestTimeoutMs,
         budget,

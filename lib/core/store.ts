@@ -1,4 +1,4 @@
-// The narrow interfaces the pipeline needs from Kubernetes. lib/kube/api.ts
+// The narrow interfaces the pipeline needs from Kubernetes. lib/kube/secrets.ts
 // implements them over HTTP; unit tests pass small in-memory doubles.
 
 import { KubeEcrError, refString, type SecretRef } from "./errors.ts";
