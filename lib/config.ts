@@ -5,12 +5,9 @@
 
 import { parseArgs } from "node:util";
 import { ConfigError } from "./core/errors.ts";
-import { STATUS_PREFIX } from "./core/due.ts";
+import { STATUS_PREFIX } from "./core/status.ts";
+import type { KubeAccess } from "./kube/kubeconfig.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
-
-export type KubeAccess =
-  | { mode: "kubeconfig"; paths: string[]; context?: string }
-  | { mode: "in-cluster"; server: string; tokenPath: string; caPath: string };
 
 export interface Config {
   /** Annotation key that marks Secrets to refresh, e.g. "deft.com/kubeecr". */

@@ -2,7 +2,7 @@
 // page, as they arrive. One paginated list per scope (cluster-wide, or one per
 // --namespace); with --namespace-selector, one namespace list first.
 
-import { BudgetError } from "./core/errors.ts";
+import { BudgetError, KubeEcrError } from "./core/errors.ts";
 import type { Logger } from "./log.ts";
 import {
   KubeApiError,
@@ -34,7 +34,7 @@ export type Found =
  * refused, a selector the server rejects) before any Secret was seen: the run
  * could not start.
  */
-export class DiscoveryError extends Error {
+export class DiscoveryError extends KubeEcrError {
   /** The flag at fault, when the server refused a value the user gave. */
   readonly flag?: string;
   constructor(readonly error: KubeApiError, blame?: { flag: string; message: string }) {

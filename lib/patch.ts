@@ -7,16 +7,14 @@ import { DockerConfigError, KubeEcrError, type SecretRef } from "./core/errors.t
 import { type EcrCredential, readEcrEntries, setEcrEntries } from "./core/dockerconfig.ts";
 import {
   capExpiry,
-  EXPIRES_AT,
   fingerprint,
   formatStatus,
-  formatTime,
   type HostStatus,
   parseStatus,
-  parseTime,
-  REFRESHED_AT,
   statusKey,
 } from "./core/due.ts";
+import { EXPIRES_AT, REFRESHED_AT } from "./core/status.ts";
+import { formatTime, parseTime } from "./core/time.ts";
 import type { EventReason, SecretStore, StoredData, StoredSecret } from "./core/store.ts";
 
 export type Outcome =

@@ -8,7 +8,7 @@ import type { Config } from "./config.ts";
 import { discover, DiscoveryError, type Found, wrongTypeSecrets } from "./discover.ts";
 import { assess } from "./core/assess.ts";
 import type { Registry } from "./core/annotation.ts";
-import type { TokenSource } from "./aws/ecr.ts";
+import type { TokenSource } from "./core/tokens.ts";
 import {
   BudgetError,
   describeError,

@@ -2,7 +2,7 @@
 // and the exit code.
 
 import { describeError, refString } from "./core/errors.ts";
-import { formatTime } from "./core/due.ts";
+import { formatTime } from "./core/time.ts";
 import type { Logger } from "./log.ts";
 import type { Outcome } from "./patch.ts";
 import type { SecretStore } from "./core/store.ts";

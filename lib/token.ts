@@ -3,7 +3,7 @@
 // or failing region delays and fails only its own Secrets. Every credential
 // is registered with the logger before anything else can see it.
 
-import { type RegistryToken, TokenError, type TokenSource } from "./aws/ecr.ts";
+import { type RegistryToken, TokenError, type TokenSource } from "./core/tokens.ts";
 import { describeError } from "./core/errors.ts";
 import type { Logger } from "./log.ts";
 

@@ -1,37 +1,7 @@
 // TokenSource on AWS ECR. One GetAuthorizationToken per region: the token
 // serves every account the principal may pull from in that region.
 
-import { KubeEcrError } from "../core/errors.ts";
-
-export interface RegistryToken {
-  /** The registry password (the part after "AWS:" in the decoded token). */
-  password: string;
-  expiresAt: Date;
-  /** The Date header of ECR's answer, when it had one: ECR's clock, to compare. */
-  answeredAt?: Date;
-}
-
-export interface TokenSource {
-  /** Throws TokenError. */
-  fetch(region: string): Promise<RegistryToken>;
-}
-
-/**
- * ECR refused or could not be reached. `code` is AWS's error name, e.g.
- * "AccessDeniedException"; the message never holds a credential.
- */
-export class TokenError extends KubeEcrError {
-  constructor(
-    readonly region: string,
-    readonly code: string,
-    /** True when no credentials could be found at all (exit code 2). */
-    readonly noCredentials: boolean,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
+import { type RegistryToken, TokenError, type TokenSource } from "../core/tokens.ts";
 
 /** Splits a decoded "AWS:<password>" token; exported for its unit test. */
 export function passwordOf(authorizationToken: string): string | undefined {

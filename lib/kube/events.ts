@@ -2,7 +2,7 @@
 // created (POST) or counted again (GET, PATCH) as client-go's
 // EventCorrelator does. Its name and message are pure (lib/core/events.ts).
 
-import { formatTime } from "../core/due.ts";
+import { formatTime } from "../core/time.ts";
 import type { SecretRef } from "../core/errors.ts";
 import { eventMessage, eventName } from "../core/events.ts";
 import type { SecretEvent } from "../core/store.ts";

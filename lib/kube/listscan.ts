@@ -9,6 +9,8 @@
 // metadata has been read; an item whose metadata comes last is buffered whole
 // and decided at its end, which is merely slower.
 
+import { KubeEcrError } from "../core/errors.ts";
+
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const OPEN_OBJECT = 0x7b;
@@ -26,7 +28,7 @@ const ITEM = 3;
 const ITEM_FIELD = 4;
 
 /** The list response ended before its JSON did, or is not a Kubernetes list. */
-export class ListFormatError extends Error {}
+export class ListFormatError extends KubeEcrError {}
 
 /**
  * What the response's top level looked like, so the caller can tell a list

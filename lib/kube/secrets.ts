@@ -3,7 +3,7 @@
 // KubeApi (transport.ts); Events are written by events.ts.
 
 import type { SecretRef } from "../core/errors.ts";
-import { STATUS_PREFIX } from "../core/due.ts";
+import { STATUS_PREFIX } from "../core/status.ts";
 import {
   KubeApiError,
   type ListScope,

@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { type RegistryToken, TokenError, type TokenSource } from "../../lib/aws/ecr.ts";
+import { type RegistryToken, TokenError, type TokenSource } from "../../lib/core/tokens.ts";
 import type { SecretRef } from "../../lib/core/errors.ts";
 import { Logger } from "../../lib/log.ts";
 import { runOnce, type RunOptions } from "../../lib/pipeline.ts";
