@@ -209,11 +209,9 @@ async function main(): Promise<number> {
     // --proxy, the installation's choice, wins over a kubeconfig's proxy-url.
     if (config.proxy) access.proxyUrl = config.proxy;
     const api = new KubeApi(access, {
+      ...config,
       onDate: (date) => clock.observe(date),
-      requestTimeoutMs: config.requestTimeoutMs,
       budget,
-      concurrency: config.concurrency,
-      pageSize: config.pageSize,
       onRetry: (what, attempt, delayMs, why) =>
         log.warn("retrying", { request: what, attempt, "wait-ms": delayMs, why }),
       onSecret: (secret) => log.redact(secret),

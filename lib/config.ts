@@ -7,37 +7,7 @@ import { parseArgs } from "node:util";
 import { ConfigError } from "./core/errors.ts";
 import { STATUS_PREFIX } from "./core/status.ts";
 import type { KubeAccess } from "./kube/kubeconfig.ts";
-import { LOG_LEVELS, type LogLevel } from "./log.ts";
-
-export interface Config {
-  /** Annotation key that marks Secrets to refresh, e.g. "deft.com/kubeecr". */
-  annotation: string;
-  /** Only these namespaces; empty = all namespaces. */
-  namespaces: string[];
-  /** All namespaces except these (never set together with `namespaces`). */
-  excludeNamespaces: string[];
-  /** Label selector passed to the API server as-is. */
-  selector?: string;
-  /** Only namespaces whose labels match this selector are served. */
-  namespaceSelector?: string;
-  /** Also list every other Secret's metadata to warn about annotated ones of a wrong type. */
-  checkSecretTypes: boolean;
-  refreshWindowMs: number;
-  force: boolean;
-  dryRun: boolean;
-  concurrency: number;
-  /** Secrets per list request (the API server's `limit`). */
-  pageSize: number;
-  /** Deadline of one Kubernetes request or ECR call. */
-  requestTimeoutMs: number;
-  /** The whole run's budget. */
-  timeoutMs: number;
-  logFormat: "text" | "json";
-  logLevel: LogLevel;
-  /** HTTP(S) proxy for the Kubernetes API, named by the installation. */
-  proxy?: string;
-  kube: KubeAccess;
-}
+import { LOG_LEVELS } from "./log.ts";
 
 export type ParsedArgs =
   | { kind: "run"; config: Config }
@@ -46,6 +16,9 @@ export type ParsedArgs =
 
 /** ECR authorization tokens are valid for 12 hours. */
 export const TOKEN_LIFETIME_MS = 12 * 3600_000;
+
+/** Secrets per list request unless --page-size says otherwise (kubectl's --chunk-size default). */
+export const DEFAULT_PAGE_SIZE = 500;
 
 export const IN_CLUSTER_HOST = "kubernetes.default.svc";
 export const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -58,6 +31,8 @@ class Invalid extends Error {}
 
 interface FlagSpec<T> {
   name: string;
+  /** The Config field the value goes to; none for --kubeconfig/--context (see resolveKube) and actions. */
+  field?: string;
   short?: string;
   /** string: last one wins; list: repeatable and comma-separated; action: no env. */
   kind: "string" | "list" | "boolean" | "action";
@@ -75,13 +50,15 @@ interface FlagSpec<T> {
   quiet?: boolean;
 }
 
-// Identity helper so each entry keeps its own value type T.
-const def = <T>(s: FlagSpec<T>): FlagSpec<T> => s;
+// Identity helper that keeps each entry's literal type (its field, kind,
+// default and value type): Config is derived from them below.
+const def = <const S extends FlagSpec<unknown>>(s: S): S => s;
 
 const BOOL_FORM = "true, false, 1 or 0";
 
 const FLAGS = {
   annotation: def({
+    field: "annotation",
     name: "annotation",
     kind: "string",
     arg: "<key>",
@@ -91,6 +68,7 @@ const FLAGS = {
     parse: parseAnnotationKey,
   }),
   namespace: def({
+    field: "namespaces",
     name: "namespace",
     kind: "list",
     arg: "<ns>[,<ns>...]",
@@ -100,6 +78,7 @@ const FLAGS = {
     parse: parseNamespace,
   }),
   excludeNamespace: def({
+    field: "excludeNamespaces",
     name: "exclude-namespace",
     kind: "list",
     arg: "<ns>[,<ns>...]",
@@ -109,6 +88,7 @@ const FLAGS = {
     parse: parseNamespace,
   }),
   selector: def({
+    field: "selector",
     name: "selector",
     kind: "string",
     arg: "<selector>",
@@ -118,6 +98,7 @@ const FLAGS = {
     parse: nonEmpty,
   }),
   namespaceSelector: def({
+    field: "namespaceSelector",
     name: "namespace-selector",
     kind: "string",
     arg: "<selector>",
@@ -129,6 +110,7 @@ const FLAGS = {
     parse: nonEmpty,
   }),
   refreshWindow: def({
+    field: "refreshWindowMs",
     name: "refresh-window",
     kind: "string",
     arg: "<duration>",
@@ -138,6 +120,7 @@ const FLAGS = {
     parse: parseRefreshWindow,
   }),
   force: def({
+    field: "force",
     name: "force",
     kind: "boolean",
     default: "false",
@@ -146,6 +129,7 @@ const FLAGS = {
     parse: parseBool,
   }),
   dryRun: def({
+    field: "dryRun",
     name: "dry-run",
     kind: "boolean",
     default: "false",
@@ -154,6 +138,7 @@ const FLAGS = {
     parse: parseBool,
   }),
   concurrency: def({
+    field: "concurrency",
     name: "concurrency",
     kind: "string",
     arg: "<n>",
@@ -163,16 +148,18 @@ const FLAGS = {
     parse: (raw) => parseInteger(raw, 1, 32),
   }),
   pageSize: def({
+    field: "pageSize",
     name: "page-size",
     kind: "string",
     arg: "<n>",
-    default: "500",
+    default: String(DEFAULT_PAGE_SIZE),
     help: "Secrets per list request, as kubectl's --chunk-size; memory holds one page's " +
       "annotated Secrets at most.",
     accepts: "an integer from 1 to 5000",
     parse: (raw) => parseInteger(raw, 1, 5000),
   }),
   requestTimeout: def({
+    field: "requestTimeoutMs",
     name: "request-timeout",
     kind: "string",
     arg: "<duration>",
@@ -182,6 +169,7 @@ const FLAGS = {
     parse: (raw) => parseBoundedDuration(raw, 1000, 300_000),
   }),
   timeout: def({
+    field: "timeoutMs",
     name: "timeout",
     kind: "string",
     arg: "<duration>",
@@ -193,6 +181,7 @@ const FLAGS = {
     parse: (raw) => parseBoundedDuration(raw, 5000, 24 * 3600_000),
   }),
   checkSecretTypes: def({
+    field: "checkSecretTypes",
     name: "check-secret-types",
     kind: "boolean",
     default: "false",
@@ -202,6 +191,7 @@ const FLAGS = {
     parse: parseBool,
   }),
   logFormat: def({
+    field: "logFormat",
     name: "log-format",
     kind: "string",
     arg: "<format>",
@@ -211,6 +201,7 @@ const FLAGS = {
     parse: (raw) => oneOf(raw, ["text", "json"] as const),
   }),
   logLevel: def({
+    field: "logLevel",
     name: "log-level",
     kind: "string",
     arg: "<level>",
@@ -220,6 +211,7 @@ const FLAGS = {
     parse: (raw) => oneOf(raw, LOG_LEVELS),
   }),
   proxy: def({
+    field: "proxy",
     name: "proxy",
     kind: "string",
     arg: "<url>",
@@ -267,6 +259,33 @@ const FLAGS = {
 type AnyFlag = FlagSpec<unknown>;
 const TABLE: AnyFlag[] = Object.values(FLAGS);
 
+type Spec = (typeof FLAGS)[keyof typeof FLAGS];
+/** The parsed value of one entry: a list flag gives an array of its items. */
+type ValueOf<S> = S extends { kind: "list"; parse: (raw: string) => infer T } ? T[]
+  : S extends { parse: (raw: string) => infer T } ? T
+  : never;
+/** An entry that always yields a value: it has a default, or is a list (empty when unset). */
+type Always<S> = S extends { default: string } | { kind: "list" } ? true : false;
+type Flatten<T> = { [K in keyof T]: T[K] };
+/** One field per entry that names one: required when it always has a value, else optional. */
+type FlagFields = Flatten<
+  & {
+    [
+      S in Spec as S extends { field: infer F extends string } ? Always<S> extends true ? F : never
+        : never
+    ]: ValueOf<S>;
+  }
+  & {
+    [
+      S in Spec as S extends { field: infer F extends string } ? Always<S> extends true ? never : F
+        : never
+    ]?: ValueOf<S>;
+  }
+>;
+
+/** What a run is told: the flag table's fields, and where the cluster is. */
+export type Config = Flatten<FlagFields & { kube: KubeAccess }>;
+
 /** KUBEECR_<FLAG_UPPER_SNAKE>; --help and --version have none. */
 export function envName(spec: { name: string; kind: string }): string | undefined {
   return spec.kind === "action"
@@ -300,9 +319,16 @@ export function parseConfig(args: string[], env: Env, version: string): ParsedAr
   if (seen.has("version")) return { kind: "version", text: `kubeecr ${version}` };
 
   const r = new Resolver(seen, env);
-  const namespaces = r.list(FLAGS.namespace);
-  const excludeNamespaces = r.list(FLAGS.excludeNamespace);
-  if (namespaces.length > 0 && excludeNamespaces.length > 0) {
+  const fields: Record<string, unknown> = {};
+  for (const spec of TABLE) {
+    if (spec.field === undefined) continue;
+    const value = spec.kind === "list" ? r.list(spec) : r.one(spec);
+    // Omitted rather than `undefined`, so configs compare and print cleanly.
+    if (value !== undefined) fields[spec.field] = value;
+  }
+  const flags = fields as FlagFields;
+  // Rules across flags, after each value is known to be valid on its own.
+  if (flags.namespaces.length > 0 && flags.excludeNamespaces.length > 0) {
     throw new ConfigError(
       "--exclude-namespace",
       `${r.where(FLAGS.excludeNamespace)} and ${r.where(FLAGS.namespace)} cannot be combined; ` +
@@ -310,31 +336,9 @@ export function parseConfig(args: string[], env: Env, version: string): ParsedAr
         "the ones to skip",
     );
   }
-  const selector = r.one(FLAGS.selector);
-  const proxy = r.one(FLAGS.proxy);
-  const namespaceSelector = r.one(FLAGS.namespaceSelector);
   return {
     kind: "run",
-    config: {
-      annotation: r.one(FLAGS.annotation)!,
-      namespaces,
-      excludeNamespaces,
-      // Omitted rather than `undefined`, so configs compare and print cleanly.
-      ...(selector === undefined ? {} : { selector }),
-      ...(namespaceSelector === undefined ? {} : { namespaceSelector }),
-      checkSecretTypes: r.one(FLAGS.checkSecretTypes)!,
-      refreshWindowMs: r.one(FLAGS.refreshWindow)!,
-      force: r.one(FLAGS.force)!,
-      dryRun: r.one(FLAGS.dryRun)!,
-      concurrency: r.one(FLAGS.concurrency)!,
-      pageSize: r.one(FLAGS.pageSize)!,
-      requestTimeoutMs: r.one(FLAGS.requestTimeout)!,
-      timeoutMs: r.one(FLAGS.timeout)!,
-      logFormat: r.one(FLAGS.logFormat)!,
-      logLevel: r.one(FLAGS.logLevel)!,
-      ...(proxy === undefined ? {} : { proxy }),
-      kube: resolveKube(r.one(FLAGS.kubeconfig), r.one(FLAGS.context), r, env),
-    },
+    config: { ...flags, kube: resolveKube(r.one(FLAGS.kubeconfig), r.one(FLAGS.context), r, env) },
   };
 }
 

@@ -13,6 +13,7 @@
 // with backoff (lib/core/retry.ts). Every failure becomes a KubeApiError.
 // What is sent (Secrets, Events) is in secrets.ts and events.ts.
 
+import type { Config } from "../config.ts";
 import type { ClusterAccess } from "./kubeconfig.ts";
 import { KubeConfigError } from "./kubeconfig.ts";
 import { ExecCredentials } from "./exec.ts";
@@ -28,21 +29,19 @@ import { KubeApiError } from "../core/store.ts";
 
 /** Our name towards the API server: User-Agent, field manager, event source. */
 export const COMPONENT = "kubeecr";
-// One page is at most 500 Secrets (issue 10); only the annotated ones are kept.
-export const PAGE_SIZE = 500;
+/**
+ * The flags the transport reads: --request-timeout (deadline of one request,
+ * body included), --concurrency (parallel writes; the pool keeps one more
+ * connection for listing), --page-size (Secrets per list request).
+ */
+export type TransportConfig = Pick<Config, "requestTimeoutMs" | "concurrency" | "pageSize">;
 
-export interface TransportOptions {
-  /** Deadline of one request, body included. */
-  requestTimeoutMs: number;
+export interface TransportOptions extends TransportConfig {
   /** Aborts when the run's budget is spent. */
   budget: AbortSignal;
-  /** Parallel Secret writes; the pool keeps one more connection for listing. */
-  concurrency: number;
   backoff?: Backoff;
-  /** Told about each retry, for a debug line. */
+  /** Told about each retry, for the "retrying" warning line. */
   onRetry?: (what: string, attempt: number, delayMs: number, why: string) => void;
-  /** Secrets per list request; PAGE_SIZE when not given. */
-  pageSize?: number;
   /** Told about a credential the transport obtained (an exec plugin's token), for redaction. */
   onSecret?: (secret: string) => void;
   /** Told about something the operator should know that is not a failure. */
@@ -96,7 +95,7 @@ export class KubeApi {
   }
 
   get pageSize(): number {
-    return this.#opts.pageSize ?? PAGE_SIZE;
+    return this.#opts.pageSize;
   }
 
   /**
