@@ -15,7 +15,8 @@ import {
 } from "./core/due.ts";
 import { EXPIRES_AT, REFRESHED_AT } from "./core/status.ts";
 import { formatTime, parseTime } from "./core/time.ts";
-import type { EventReason, SecretStore, StoredData, StoredSecret } from "./core/store.ts";
+import type { SecretStore, StoredData, StoredSecret } from "./core/store.ts";
+import type { EventReason } from "./core/events.ts";
 
 export type Outcome =
   | {

@@ -4,8 +4,7 @@
 
 import { formatTime } from "../core/time.ts";
 import type { SecretRef } from "../core/errors.ts";
-import { eventMessage, eventName } from "../core/events.ts";
-import type { SecretEvent } from "../core/store.ts";
+import { eventMessage, eventName, type SecretEvent } from "../core/events.ts";
 import { COMPONENT, drain, type KubeApi, refused } from "./transport.ts";
 
 const EVENT_OPERATION = "create event for";

@@ -9,7 +9,6 @@ import {
   type ListScope,
   type PatchResult,
   type RejectedItem,
-  type SecretEvent,
   type SecretStore,
   type SecretUpdate,
   type StoredData,
@@ -19,6 +18,7 @@ import {
 import { COMPONENT, drain, hostOf, type KubeApi, refused, type Status } from "./transport.ts";
 import { METADATA_LIST, readList, SECRET_LIST } from "./lists.ts";
 import { recordEvent } from "./events.ts";
+import type { SecretEvent } from "../core/events.ts";
 
 export const DOCKER_CONFIG_TYPE = "kubernetes.io/dockerconfigjson";
 export const DOCKER_CONFIG_KEY = ".dockerconfigjson";
