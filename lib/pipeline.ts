@@ -8,7 +8,7 @@ import type { Config } from "./config.ts";
 import { discover, DiscoveryError, type Found, wrongTypeSecrets } from "./discover.ts";
 import { assess } from "./core/assess.ts";
 import type { Registry } from "./core/annotation.ts";
-import type { TokenSource } from "./core/tokens.ts";
+import { joinCredentials, TokenError, tokenKeyOf, type TokenSource } from "./core/tokens.ts";
 import {
   BudgetError,
   describeError,
@@ -115,18 +115,17 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
 
   const refresh = async (secret: StoredSecret, registries: Registry[]): Promise<Outcome> => {
     const ref = refOf(secret);
-    const got = await tokens.forRegions(registries.map((r) => r.region));
+    const got = await tokens.forKeys(registries.map(tokenKeyOf));
     if (deps.budget.aborted || stopping()) {
       return { kind: "failed", secret: ref, reason: "RefreshFailed", message: outOfTime() };
     }
-    if (!Array.isArray(got)) {
-      return { kind: "failed", secret: ref, reason: "RefreshFailed", message: got.message };
+    // Every registry of the Secret or none (joinCredentials). Each credential
+    // carries its token's expiry: writeSecret caps it and records it per
+    // host in this installation's status.
+    const creds = joinCredentials(registries, got);
+    if (creds instanceof TokenError) {
+      return { kind: "failed", secret: ref, reason: "RefreshFailed", message: creds.message };
     }
-    // Every registry of the Secret or none: a half-written Secret would carry
-    // an expires-at that is true for only some of its registries.
-    // Each credential carries its token's expiry: writeSecret caps it and
-    // records it per host in this installation's status.
-    const creds = registries.map((r, i) => ({ host: r.host, ...got[i] }));
     return await writeSecret(store, secret, registries, creds, {
       annotation: opts.annotation,
       dryRun: opts.dryRun,

@@ -1,7 +1,7 @@
 // TokenSource on AWS ECR. One GetAuthorizationToken per region: the token
 // serves every account the principal may pull from in that region.
 
-import { type RegistryToken, TokenError, type TokenSource } from "../core/tokens.ts";
+import { type RegistryToken, TokenError, type TokenKey, type TokenSource } from "../core/tokens.ts";
 
 /** Splits a decoded "AWS:<password>" token; exported for its unit test. */
 export function passwordOf(authorizationToken: string): string | undefined {
@@ -109,7 +109,7 @@ export class EcrTokenSource implements TokenSource {
     this.#opts = opts;
   }
 
-  async fetch(region: string): Promise<RegistryToken> {
+  async fetch({ region }: TokenKey): Promise<RegistryToken> {
     // The SDK's default chain supplies credentials (env keys, web identity,
     // pod identity, instance profile, profiles) and honours
     // AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL.

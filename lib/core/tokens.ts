@@ -2,7 +2,31 @@
 // (lib/aws/ecr.ts implements it on ECR), and its error, owned by the core
 // beside SecretStore and KubeApiError (store.ts).
 
+import { partitionOf, type Registry } from "./annotation.ts";
 import { KubeEcrError } from "./errors.ts";
+
+/**
+ * Which token serves a registry. ECR's token serves every account the
+ * principal may pull from in one region of one partition; a role (an
+ * admin-chosen IAM role to assume, next) would make it a different token.
+ * A new source (ECR Public) is a new name here and a TokenSource for it.
+ */
+export interface TokenKey {
+  source: "ecr";
+  partition: string;
+  region: string;
+  role?: string;
+}
+
+/** The token key of a registry: today every registry is ECR's, keyed by its region. */
+export function tokenKeyOf(registry: Pick<Registry, "region">): TokenKey {
+  return { source: "ecr", partition: partitionOf(registry.region), region: registry.region };
+}
+
+/** A key as one string, for maps: "ecr/aws/us-west-2", "ecr/aws/us-west-2/<role>". */
+export function keyString(key: TokenKey): string {
+  return [key.source, key.partition, key.region, ...(key.role ? [key.role] : [])].join("/");
+}
 
 export interface RegistryToken {
   /** The registry password (the part after "AWS:" in the decoded token). */
@@ -13,8 +37,8 @@ export interface RegistryToken {
 }
 
 export interface TokenSource {
-  /** Throws TokenError. */
-  fetch(region: string): Promise<RegistryToken>;
+  /** The token for `key`; throws TokenError. */
+  fetch(key: TokenKey): Promise<RegistryToken>;
 }
 
 /**
@@ -32,4 +56,28 @@ export class TokenError extends KubeEcrError {
   ) {
     super(message, options);
   }
+}
+
+/** A registry host and the token to write for it. */
+export type HostCredential = { host: string } & RegistryToken;
+
+/**
+ * Every registry of a Secret with its token, or the failure of the first
+ * registry (in the annotation's order) whose token could not be had: a
+ * Secret gets all its registries or none, since a half-written Secret would
+ * carry an expires-at true for only some of them. `tokens` is by keyString.
+ */
+export function joinCredentials(
+  registries: Registry[],
+  tokens: ReadonlyMap<string, RegistryToken | TokenError>,
+): HostCredential[] | TokenError {
+  const creds: HostCredential[] = [];
+  for (const registry of registries) {
+    const key = keyString(tokenKeyOf(registry));
+    const token = tokens.get(key);
+    if (token === undefined) throw new Error(`no token was fetched for ${key}`);
+    if (token instanceof TokenError) return token;
+    creds.push({ host: registry.host, ...token });
+  }
+  return creds;
 }

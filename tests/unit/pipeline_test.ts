@@ -9,7 +9,12 @@
  */
 
 import assert from "node:assert/strict";
-import { type RegistryToken, TokenError, type TokenSource } from "../../lib/core/tokens.ts";
+import {
+  type RegistryToken,
+  TokenError,
+  type TokenKey,
+  type TokenSource,
+} from "../../lib/core/tokens.ts";
 import type { SecretRef } from "../../lib/core/errors.ts";
 import { Logger } from "../../lib/log.ts";
 import { runOnce, type RunOptions } from "../../lib/pipeline.ts";
@@ -186,7 +191,7 @@ class FakeEcr implements TokenSource {
   readonly silent = new Set<string>();
   budget?: AbortSignal;
 
-  fetch(region: string): Promise<RegistryToken> {
+  fetch({ region }: TokenKey): Promise<RegistryToken> {
     this.calls.set(region, (this.calls.get(region) ?? 0) + 1);
     if (this.silent.has(region)) {
       return new Promise((_, reject) =>
