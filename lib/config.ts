@@ -6,6 +6,8 @@
 import { parseArgs } from "node:util";
 import { ConfigError } from "./core/errors.ts";
 import { STATUS_PREFIX } from "./core/status.ts";
+import { DEFAULT_BACKOFF, RETRYABLE_STATUSES } from "./core/retry.ts";
+import { TOKEN_LIFETIME, TOKEN_LIFETIME_MS } from "./core/tokens.ts";
 import type { KubeAccess } from "./kube/kubeconfig.ts";
 import { LOG_LEVELS } from "./log.ts";
 
@@ -13,9 +15,6 @@ export type ParsedArgs =
   | { kind: "run"; config: Config }
   | { kind: "help"; text: string }
   | { kind: "version"; text: string };
-
-/** ECR authorization tokens are valid for 12 hours. */
-export const TOKEN_LIFETIME_MS = 12 * 3600_000;
 
 /** Secrets per list request unless --page-size says otherwise (kubectl's --chunk-size default). */
 export const DEFAULT_PAGE_SIZE = 500;
@@ -115,8 +114,9 @@ const FLAGS = {
     kind: "string",
     arg: "<duration>",
     default: "6h",
-    help: "Refresh a Secret whose token expires within this window. ECR tokens live 12h.",
-    accepts: "a duration below 12h like 90m, 6h, 1h30m, 45s or 0s",
+    help:
+      `Refresh a Secret whose token expires within this window. ECR tokens live ${TOKEN_LIFETIME}.`,
+    accepts: `a duration below ${TOKEN_LIFETIME} like 90m, 6h, 1h30m, 45s or 0s`,
     parse: parseRefreshWindow,
   }),
   force: def({
@@ -563,8 +563,8 @@ function parseRefreshWindow(raw: string): number {
   if (ms === undefined) throw new Invalid("is not a duration");
   if (ms >= TOKEN_LIFETIME_MS) {
     throw new Invalid(
-      "must be less than 12h: ECR tokens are valid for 12h, so a window of 12h or more " +
-        "would refresh every Secret on every run",
+      `must be less than ${TOKEN_LIFETIME}: ECR tokens are valid for ${TOKEN_LIFETIME}, so a ` +
+        `window of ${TOKEN_LIFETIME} or more would refresh every Secret on every run`,
     );
   }
   return ms;
@@ -658,8 +658,10 @@ AWS credentials: the AWS SDK default chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_
 web identity / IRSA, EKS Pod Identity, instance profile, shared config and profiles).
 
 Deadlines and retries: each Kubernetes request and ECR call has --request-timeout;
-connection failures, timeouts, HTTP 429 (Retry-After honoured) and 500/502/503/504
-are retried up to 4 attempts in all, with capped backoff; a certificate problem (unknown CA,
+connection failures, timeouts, HTTP 429 (Retry-After honoured) and ${
+    RETRYABLE_STATUSES.filter((s) => s !== 429).join("/")
+  }
+are retried up to ${DEFAULT_BACKOFF.attempts} attempts in all, with capped backoff; a certificate problem (unknown CA,
 not valid yet, expired, wrong name) is reported at once, as retrying cannot change it. When --timeout is spent,
 unfinished Secrets are reported as failed and the run exits 1.
 

@@ -2,7 +2,7 @@
 // page, as they arrive. One paginated list per scope (cluster-wide, or one per
 // --namespace); with --namespace-selector, one namespace list first.
 
-import { BudgetError, KubeEcrError } from "./core/errors.ts";
+import { BudgetError, KubeEcrError, messageOf } from "./core/errors.ts";
 import type { Logger } from "./log.ts";
 import {
   KubeApiError,
@@ -174,7 +174,7 @@ export async function* wrongTypeSecrets(
       if (err instanceof BudgetError) throw err;
       log.warn("cannot check for annotated secrets of the wrong type", {
         namespace: scope.namespace ?? "*",
-        error: err instanceof Error ? err.message : String(err),
+        error: messageOf(err),
       });
     }
   }

@@ -12,6 +12,7 @@ import {
   type TokenSource,
 } from "./core/tokens.ts";
 import { describeError } from "./core/errors.ts";
+import { authOf } from "./core/dockerconfig.ts";
 import type { Logger } from "./log.ts";
 
 export class RegionTokens {
@@ -59,7 +60,8 @@ export class RegionTokens {
     try {
       const token = await this.#source.fetch(key);
       this.#log.redact(token.password);
-      this.#log.redact(new TextEncoder().encode(`AWS:${token.password}`).toBase64());
+      // The auth value exactly as the writer encodes it, so redaction cannot drift.
+      this.#log.redact(authOf(token.password));
       this.#log.debug("got ECR token", { region, "expires-at": token.expiresAt.toISOString() });
       this.#onAnswer?.(region, token);
       return token;

@@ -2,6 +2,7 @@
 // serves every account the principal may pull from in that region.
 
 import { type RegistryToken, TokenError, type TokenKey, type TokenSource } from "../core/tokens.ts";
+import { messageOf } from "../core/errors.ts";
 
 /** Splits a decoded "AWS:<password>" token; exported for its unit test. */
 export function passwordOf(authorizationToken: string): string | undefined {
@@ -350,10 +351,6 @@ function httpStatusOf(err: unknown): number | undefined {
   };
   const status = e?.$metadata?.httpStatusCode ?? e?.$response?.statusCode;
   return typeof status === "number" ? status : undefined;
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /**

@@ -5,9 +5,8 @@
 import { createHash } from "node:crypto";
 import { STATUS_PREFIX } from "./status.ts";
 import { parseTime } from "./time.ts";
+import { TOKEN_LIFETIME_MS } from "./tokens.ts";
 
-/** ECR's documented token lifetime. */
-export const TOKEN_LIFETIME_MS = 12 * 3600_000;
 /** Clock skew tolerated between ECR and this machine. */
 export const CLOCK_SKEW_MS = 5 * 60_000;
 

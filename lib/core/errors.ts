@@ -86,7 +86,11 @@ export function describeError(err: unknown): string {
   return parts.length > 0 ? parts.join(": ") : "unknown error";
 }
 
-function messageOf(v: unknown): string {
+/**
+ * The message of one thrown value, without its causes (describeError joins
+ * those). Never throws, never serialises an arbitrary object.
+ */
+export function messageOf(v: unknown): string {
   try {
     if (v instanceof Error) return v.message || v.name;
     if (typeof v === "string") return v;

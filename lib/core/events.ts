@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import type { SecretRef } from "./errors.ts";
 import { formatTime } from "./time.ts";
-import { TOKEN_LIFETIME_MS } from "./due.ts";
+import { TOKEN_LIFETIME } from "./tokens.ts";
 
 export type EventType = "Normal" | "Warning";
 
@@ -30,9 +30,7 @@ const EVENTS = {
         formatTime(f.expiresAt)
       }${
         f.capped
-          ? ` (capped to ${TOKEN_LIFETIME_MS / 3600_000}h: ECR answered a later expiry for ${
-            f.capped.join(", ")
-          })`
+          ? ` (capped to ${TOKEN_LIFETIME}: ECR answered a later expiry for ${f.capped.join(", ")})`
           : ""
       }`,
   },
