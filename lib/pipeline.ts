@@ -182,7 +182,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
       }, secret.uid);
       return;
     }
-    const a = await assess(secret, {
+    const a = assess(secret, {
       annotation: opts.annotation,
       now: now(),
       refreshWindowMs: opts.refreshWindowMs,
@@ -285,7 +285,6 @@ class Workers {
   #running = 0;
   #room?: () => void;
   #idle?: () => void;
-  started = 0;
 
   constructor(limit: number, queueLimit: number) {
     this.#limit = limit;
@@ -309,7 +308,6 @@ class Workers {
     while (this.#running < this.#limit && this.#queue.length > 0) {
       const task = this.#queue.shift()!;
       this.#running++;
-      this.started++;
       task().finally(() => {
         this.#running--;
         if (this.#queue.length < this.#queueLimit) {

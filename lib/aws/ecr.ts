@@ -114,7 +114,7 @@ export class EcrTokenSource implements TokenSource {
     // The SDK's default chain supplies credentials (env keys, web identity,
     // pod identity, instance profile, profiles) and honours
     // AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL.
-    // Loaded on first use: most hourly runs find every Secret fresh and never
+    // Loaded on first use: most runs (every 10 minutes) find every Secret fresh and never
     // need the SDK (deno task bench: such a run peaked at 152 MiB, 156-158
     // MiB before this import was deferred).
     const { ECRClient, GetAuthorizationTokenCommand } = await import("@aws-sdk/client-ecr");

@@ -1,6 +1,8 @@
 // Error types shared by every stage. Callers branch on the class (and on the
 // fields it carries), never on message text, so messages are free to be
-// written for humans.
+// written for humans. Every error of ours extends KubeEcrError; those of the
+// ports (KubeApiError, TokenError) are defined beside them, in store.ts and
+// tokens.ts.
 
 /** Base class: lets main.ts tell "our" failures from programming errors. */
 export class KubeEcrError extends Error {
@@ -52,8 +54,6 @@ export class DockerConfigError extends KubeEcrError {}
  * left says why it was not finished.
  */
 export class BudgetError extends KubeEcrError {}
-
-// --- room for I/O errors (KubeApiError, ...) owned by the I/O modules ---
 
 /** Identifies a Secret in logs, events and errors. */
 export interface SecretRef {

@@ -13,7 +13,10 @@ export interface StoredSecret extends SecretRef {
   uid: string;
   resourceVersion: string;
   type: string;
-  /** Only the marker annotation and kubeecr's own (kubectl's last-applied copy is dropped). */
+  /**
+   * From a list: only the marker annotation and kubeecr's own (kubectl's
+   * last-applied copy is dropped); from get(): every annotation.
+   */
   annotations: Record<string, string>;
   /** `.dockerconfigjson` as stored: base64-decoded bytes; undefined when the key is absent. */
   dockerConfig?: Uint8Array;
