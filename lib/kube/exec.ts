@@ -3,6 +3,7 @@
 
 import type { ExecConfig } from "./kubeconfig.ts";
 import { KubeConfigError } from "./kubeconfig.ts";
+import { concatBytes } from "../core/bytes.ts";
 import { BudgetError } from "../core/errors.ts";
 
 /** What the plugin's run needs from the transport's options. */
@@ -249,13 +250,7 @@ function readCapped(stream: ReadableStream<Uint8Array>, cap: number, onOverflow?
     async until(stop: Promise<void>): Promise<Uint8Array> {
       await Promise.race([done, stop]);
       await reader.cancel().catch(() => {});
-      const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-      let at = 0;
-      for (const c of chunks) {
-        all.set(c, at);
-        at += c.length;
-      }
-      return all;
+      return concatBytes(chunks);
     },
   };
 }

@@ -2,6 +2,7 @@
 // through ListReader, and refused with UnexpectedAnswerError when what came
 // back is not the list asked for (a proxy, a login page, a wrong server).
 
+import { concatBytes } from "../core/bytes.ts";
 import { ListReader, type ListShape } from "./listscan.ts";
 import { hostOf } from "./transport.ts";
 import { KubeApiError, UnexpectedAnswerError } from "../core/store.ts";
@@ -37,7 +38,7 @@ export async function readList<T>(
       if (done || !value) break;
       size += value.length;
       if (head.length < HEAD_BYTES) {
-        head = concatBytes(head, value.subarray(0, HEAD_BYTES - head.length));
+        head = concatBytes([head, value.subarray(0, HEAD_BYTES - head.length)]);
       }
       if (json) items.push(...list.push(value));
       if (!json || list.notAnObject) {
@@ -134,11 +135,4 @@ function describeShape(shape: ListShape): string {
 function quoteHead(head: Uint8Array): string {
   const text = new TextDecoder().decode(head);
   return `${JSON.stringify(text)}${head.length >= HEAD_BYTES ? "…" : ""}`;
-}
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

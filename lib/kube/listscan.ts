@@ -9,6 +9,7 @@
 // metadata has been read; an item whose metadata comes last is buffered whole
 // and decided at its end, which is merely slower.
 
+import { concatBytes } from "../core/bytes.ts";
 import { KubeEcrError } from "../core/errors.ts";
 
 const QUOTE = 0x22;
@@ -78,7 +79,7 @@ class Capture {
     this.active = false;
     const parts = this.#parts;
     this.#parts = [];
-    const bytes = parts.length === 1 ? parts[0] : concat(parts);
+    const bytes = parts.length === 1 ? parts[0] : concatBytes(parts);
     return JSON.parse(DECODER.decode(bytes));
   }
 
@@ -89,16 +90,6 @@ class Capture {
 }
 
 const DECODER = new TextDecoder();
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 type ItemState = "none" | "undecided" | "keep" | "skip";
 
