@@ -12,7 +12,7 @@ import { load as loadYaml, YAMLException } from "js-yaml";
 import { KubeEcrError } from "../core/errors.ts";
 
 /**
- * Where to find the cluster, as the flags chose it (lib/config.ts resolves
+ * Where to find the cluster, as the flags chose it (lib/config/cluster.ts resolves
  * it): a kubeconfig, or the pod's service account.
  */
 export type KubeAccess =
