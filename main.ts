@@ -7,9 +7,9 @@
 
 import denoJson from "./deno.json" with { type: "json" };
 import { type Config, ENV_VARS, parseConfig, proxyHost } from "./lib/config.ts";
-import { type CaBundle, credentialHints, EcrTokenSource } from "./lib/ecr.ts";
-import { ServerClock } from "./lib/clock.ts";
-import { ConfigError, describeError, KubeEcrError } from "./lib/errors.ts";
+import { type CaBundle, credentialHints, EcrTokenSource } from "./lib/aws/ecr.ts";
+import { ServerClock } from "./lib/core/clock.ts";
+import { ConfigError, describeError, KubeEcrError } from "./lib/core/errors.ts";
 import { Logger } from "./lib/log.ts";
 import { CannotStartError, runOnce } from "./lib/pipeline.ts";
 import { EXIT_CANNOT_START, EXIT_FAILED, exitCode } from "./lib/report.ts";
@@ -194,8 +194,9 @@ async function main(): Promise<number> {
   let started = false;
   try {
     // Loaded only now, so --help, --version and flag errors answer at once.
-    const { KubeApi, KubeSecretStore } = await import("./lib/kube.ts");
-    const { loadClusterAccess } = await import("./lib/kubeconfig.ts");
+    const { KubeApi } = await import("./lib/kube/transport.ts");
+    const { KubeSecretStore } = await import("./lib/kube/secrets.ts");
+    const { loadClusterAccess } = await import("./lib/kube/kubeconfig.ts");
     const clock = new ServerClock(
       Date.now,
       (skew) =>
@@ -208,11 +209,9 @@ async function main(): Promise<number> {
     // --proxy, the installation's choice, wins over a kubeconfig's proxy-url.
     if (config.proxy) access.proxyUrl = config.proxy;
     const api = new KubeApi(access, {
+      ...config,
       onDate: (date) => clock.observe(date),
-      requestTimeoutMs: config.requestTimeoutMs,
       budget,
-      concurrency: config.concurrency,
-      pageSize: config.pageSize,
       onRetry: (what, attempt, delayMs, why) =>
         log.warn("retrying", { request: what, attempt, "wait-ms": delayMs, why }),
       onSecret: (secret) => log.redact(secret),
@@ -221,7 +220,7 @@ async function main(): Promise<number> {
     const caBundle = await readCaBundle();
     started = true;
     const summary = await runOnce(config, {
-      store: new KubeSecretStore(api),
+      store: new KubeSecretStore(api, () => clock.now()),
       tokens: new EcrTokenSource({
         requestTimeoutMs: config.requestTimeoutMs,
         budget,

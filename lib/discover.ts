@@ -2,7 +2,7 @@
 // page, as they arrive. One paginated list per scope (cluster-wide, or one per
 // --namespace); with --namespace-selector, one namespace list first.
 
-import { BudgetError } from "./errors.ts";
+import { BudgetError, KubeEcrError, messageOf } from "./core/errors.ts";
 import type { Logger } from "./log.ts";
 import {
   KubeApiError,
@@ -10,7 +10,7 @@ import {
   type RejectedItem,
   type SecretStore,
   type StoredSecret,
-} from "./store.ts";
+} from "./core/store.ts";
 
 export interface DiscoverOptions {
   annotation: string;
@@ -34,7 +34,7 @@ export type Found =
  * refused, a selector the server rejects) before any Secret was seen: the run
  * could not start.
  */
-export class DiscoveryError extends Error {
+export class DiscoveryError extends KubeEcrError {
   /** The flag at fault, when the server refused a value the user gave. */
   readonly flag?: string;
   constructor(readonly error: KubeApiError, blame?: { flag: string; message: string }) {
@@ -174,7 +174,7 @@ export async function* wrongTypeSecrets(
       if (err instanceof BudgetError) throw err;
       log.warn("cannot check for annotated secrets of the wrong type", {
         namespace: scope.namespace ?? "*",
-        error: err instanceof Error ? err.message : String(err),
+        error: messageOf(err),
       });
     }
   }

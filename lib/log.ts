@@ -2,7 +2,7 @@
 // for log pipelines. Writes through an injected `write`, so lib/ does no I/O
 // and tests capture lines directly.
 
-import { formatTime } from "./due.ts";
+import { formatTime } from "./core/time.ts";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];

@@ -2,22 +2,21 @@
 // is conditional on the resourceVersion read, so a concurrent edit is never
 // overwritten: on 409 the Secret is read again, merged again and retried.
 
-import type { Registry } from "./annotation.ts";
-import { DockerConfigError, KubeEcrError, type SecretRef } from "./errors.ts";
-import { type EcrCredential, readEcrEntries, setEcrEntries } from "./dockerconfig.ts";
+import type { Registry } from "./core/annotation.ts";
+import { DockerConfigError, KubeEcrError, type SecretRef } from "./core/errors.ts";
+import { type EcrCredential, readEcrEntries, setEcrEntries } from "./core/dockerconfig.ts";
 import {
   capExpiry,
-  EXPIRES_AT,
   fingerprint,
   formatStatus,
-  formatTime,
   type HostStatus,
   parseStatus,
-  parseTime,
-  REFRESHED_AT,
   statusKey,
-} from "./due.ts";
-import type { EventReason, SecretStore, StoredData, StoredSecret } from "./store.ts";
+} from "./core/due.ts";
+import { EXPIRES_AT, REFRESHED_AT } from "./core/status.ts";
+import { formatTime, parseTime } from "./core/time.ts";
+import type { SecretStore, StoredData, StoredSecret } from "./core/store.ts";
+import type { EventReason } from "./core/events.ts";
 
 export type Outcome =
   | {

@@ -6,14 +6,20 @@
 
 import type { Config } from "./config.ts";
 import { discover, DiscoveryError, type Found, wrongTypeSecrets } from "./discover.ts";
-import { assess } from "./assess.ts";
-import type { Registry } from "./annotation.ts";
-import type { TokenSource } from "./ecr.ts";
-import { BudgetError, describeError, KubeEcrError, refString, type SecretRef } from "./errors.ts";
+import { assess } from "./core/assess.ts";
+import type { Registry } from "./core/annotation.ts";
+import { joinCredentials, TokenError, tokenKeyOf, type TokenSource } from "./core/tokens.ts";
+import {
+  BudgetError,
+  describeError,
+  KubeEcrError,
+  refString,
+  type SecretRef,
+} from "./core/errors.ts";
 import type { Logger } from "./log.ts";
 import { type Outcome, writeSecret } from "./patch.ts";
 import { logSummary, reportOutcome, type Summary, Tally } from "./report.ts";
-import type { SecretStore, StoredSecret } from "./store.ts";
+import type { SecretStore, StoredSecret } from "./core/store.ts";
 import { RegionTokens } from "./token.ts";
 
 export interface Deps {
@@ -28,7 +34,7 @@ export interface Deps {
    * writes already sent finish and are reported.
    */
   stop?: AbortSignal;
-  /** Told each ECR answer's Date (lib/clock.ts compares it with the run's clock). */
+  /** Told each ECR answer's Date (lib/core/clock.ts compares it with the run's clock). */
   onEcrDate?: (region: string, date: Date) => void;
 }
 
@@ -78,7 +84,7 @@ export class CannotStartError extends KubeEcrError {
 export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
   const { store, log } = deps;
   // The run's one "now", taken when the first page has arrived: by then the
-  // API server has answered, so deps.now can be on its clock (lib/clock.ts).
+  // API server has answered, so deps.now can be on its clock (lib/core/clock.ts).
   let runNow: Date | undefined;
   const now = () => runNow ??= deps.now();
   const tally = new Tally();
@@ -109,18 +115,17 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
 
   const refresh = async (secret: StoredSecret, registries: Registry[]): Promise<Outcome> => {
     const ref = refOf(secret);
-    const got = await tokens.forRegions(registries.map((r) => r.region));
+    const got = await tokens.forKeys(registries.map(tokenKeyOf));
     if (deps.budget.aborted || stopping()) {
       return { kind: "failed", secret: ref, reason: "RefreshFailed", message: outOfTime() };
     }
-    if (!Array.isArray(got)) {
-      return { kind: "failed", secret: ref, reason: "RefreshFailed", message: got.message };
+    // Every registry of the Secret or none (joinCredentials). Each credential
+    // carries its token's expiry: writeSecret caps it and records it per
+    // host in this installation's status.
+    const creds = joinCredentials(registries, got);
+    if (creds instanceof TokenError) {
+      return { kind: "failed", secret: ref, reason: "RefreshFailed", message: creds.message };
     }
-    // Every registry of the Secret or none: a half-written Secret would carry
-    // an expires-at that is true for only some of its registries.
-    // Each credential carries its token's expiry: writeSecret caps it and
-    // records it per host in this installation's status.
-    const creds = registries.map((r, i) => ({ host: r.host, ...got[i] }));
     return await writeSecret(store, secret, registries, creds, {
       annotation: opts.annotation,
       dryRun: opts.dryRun,
@@ -177,7 +182,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
       }, secret.uid);
       return;
     }
-    const a = await assess(secret, {
+    const a = assess(secret, {
       annotation: opts.annotation,
       now: now(),
       refreshWindowMs: opts.refreshWindowMs,
@@ -280,7 +285,6 @@ class Workers {
   #running = 0;
   #room?: () => void;
   #idle?: () => void;
-  started = 0;
 
   constructor(limit: number, queueLimit: number) {
     this.#limit = limit;
@@ -304,7 +308,6 @@ class Workers {
     while (this.#running < this.#limit && this.#queue.length > 0) {
       const task = this.#queue.shift()!;
       this.#running++;
-      this.started++;
       task().finally(() => {
         this.#running--;
         if (this.#queue.length < this.#queueLimit) {

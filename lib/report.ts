@@ -1,11 +1,12 @@
 // Stage 4, report: one log line and one event per Secret, a summary line,
 // and the exit code.
 
-import { describeError, refString } from "./errors.ts";
-import { formatTime } from "./due.ts";
+import { describeError, refString } from "./core/errors.ts";
+import { formatTime } from "./core/time.ts";
 import type { Logger } from "./log.ts";
 import type { Outcome } from "./patch.ts";
-import type { SecretStore } from "./store.ts";
+import type { SecretStore } from "./core/store.ts";
+import { secretEvent } from "./core/events.ts";
 
 export interface Summary {
   discovered: number;
@@ -97,17 +98,7 @@ export async function reportOutcome(
       break;
   }
   if (dryRun || !withEvent) return;
-  const event = o.kind === "refreshed"
-    ? {
-      type: "Normal" as const,
-      reason: "Refreshed" as const,
-      message: `Refreshed ECR credentials for ${o.hosts.join(", ")}; they expire at ${
-        formatTime(o.expiresAt)
-      }${
-        o.capped ? ` (capped to 12h: ECR answered a later expiry for ${o.capped.join(", ")})` : ""
-      }`,
-    }
-    : { type: "Warning" as const, reason: o.reason, message: o.message };
+  const event = o.kind === "refreshed" ? secretEvent("Refreshed", o) : secretEvent(o.reason, o);
   try {
     await store.recordEvent({ ...o.secret, uid }, event);
   } catch (err) {

@@ -1,10 +1,18 @@
-// Stage 2, token: one GetAuthorizationToken per region, started when the
-// region's first due Secret needs it and shared by every later one. A slow
-// or failing region delays and fails only its own Secrets. Every credential
-// is registered with the logger before anything else can see it.
+// Stage 2, token: one fetch per token key (for ECR: one GetAuthorizationToken
+// per region), started when the key's first due Secret needs it and shared by
+// every later one. A slow or failing region delays and fails only its own
+// Secrets. Every credential is registered with the logger before anything
+// else can see it.
 
-import { type RegistryToken, TokenError, type TokenSource } from "./ecr.ts";
-import { describeError } from "./errors.ts";
+import {
+  keyString,
+  type RegistryToken,
+  TokenError,
+  type TokenKey,
+  type TokenSource,
+} from "./core/tokens.ts";
+import { describeError } from "./core/errors.ts";
+import { authOf } from "./core/dockerconfig.ts";
 import type { Logger } from "./log.ts";
 
 export class RegionTokens {
@@ -26,31 +34,34 @@ export class RegionTokens {
     this.#onAnswer = onAnswer;
   }
 
-  /** GetAuthorizationToken calls made: one per region asked for. */
+  /** Token fetches made (GetAuthorizationToken calls): one per key asked for. */
   get calls(): number {
     return this.#pending.size;
   }
 
-  /** The token of each region, in order, or the first region's failure. */
-  async forRegions(regions: string[]): Promise<RegistryToken[] | TokenError> {
-    const results = await Promise.all(regions.map((r) => this.#forRegion(r)));
-    return results.find((r) => r instanceof TokenError) ?? (results as RegistryToken[]);
+  /** The token (or failure) of each key, by keyString. */
+  async forKeys(keys: TokenKey[]): Promise<Map<string, RegistryToken | TokenError>> {
+    const named = keys.map((key) => [keyString(key), key] as const);
+    const results = await Promise.all(named.map(([name, key]) => this.#forKey(name, key)));
+    return new Map(named.map(([name], i) => [name, results[i]]));
   }
 
-  #forRegion(region: string): Promise<RegistryToken | TokenError> {
-    let pending = this.#pending.get(region);
+  #forKey(name: string, key: TokenKey): Promise<RegistryToken | TokenError> {
+    let pending = this.#pending.get(name);
     if (!pending) {
-      pending = this.#fetch(region);
-      this.#pending.set(region, pending);
+      pending = this.#fetch(key);
+      this.#pending.set(name, pending);
     }
     return pending;
   }
 
-  async #fetch(region: string): Promise<RegistryToken | TokenError> {
+  async #fetch(key: TokenKey): Promise<RegistryToken | TokenError> {
+    const region = key.region;
     try {
-      const token = await this.#source.fetch(region);
+      const token = await this.#source.fetch(key);
       this.#log.redact(token.password);
-      this.#log.redact(new TextEncoder().encode(`AWS:${token.password}`).toBase64());
+      // The auth value exactly as the writer encodes it, so redaction cannot drift.
+      this.#log.redact(authOf(token.password));
       this.#log.debug("got ECR token", { region, "expires-at": token.expiresAt.toISOString() });
       this.#onAnswer?.(region, token);
       return token;

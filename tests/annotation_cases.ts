@@ -2,7 +2,7 @@
  * The one table of annotation values that both checks of the grammar must
  * agree on:
  *
- * - tests/unit/annotation_test.ts runs each through lib/annotation.ts
+ * - tests/unit/annotation_test.ts runs each through lib/core/annotation.ts
  *   parseAnnotation (what the program does at run time);
  * - tests/integration/admission_test.ts applies each as a Secret through the
  *   real API server with manifests/components/admission installed (what the

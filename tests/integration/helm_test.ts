@@ -22,7 +22,7 @@
 import assert from "node:assert/strict";
 import { load as loadYaml } from "js-yaml";
 import { type Config, FLAG_NAMES, parseConfig } from "../../lib/config.ts";
-import { ConfigError } from "../../lib/errors.ts";
+import { ConfigError } from "../../lib/core/errors.ts";
 import { startEcrProxy } from "../testenv/ecr_proxy.ts";
 import { testEnv, writeKubeconfig } from "../testenv/connect.ts";
 import { startTestEnv } from "../testenv/env.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { hostFor, parseAnnotation, type Registry } from "../../lib/annotation.ts";
-import { AnnotationError } from "../../lib/errors.ts";
+import { hostFor, parseAnnotation, type Registry } from "../../lib/core/annotation.ts";
+import { AnnotationError } from "../../lib/core/errors.ts";
 import { INVALID, VALID } from "../annotation_cases.ts";
 import { sdkPartitions } from "../tools/sandbox_hosts.ts";
 
@@ -32,7 +32,7 @@ Deno.test("parseAnnotation rejects every invalid value of the shared table, nami
       assert.ok(caught instanceof AnnotationError, String(caught));
       assert.equal(caught.key, KEY);
       assert.equal(caught.value, value);
-      // Loosely on the wording (tuned in lib/annotation.ts): its explanation,
+      // Loosely on the wording (tuned in lib/core/annotation.ts): its explanation,
       // not merely its echo of the value, points at the culprit.
       const explanation = caught.message.replace(JSON.stringify(value), "");
       assert.ok(explanation.includes(culprit), caught.message);

@@ -7,10 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { assess, type Assessment, type AssessOptions } from "../../lib/assess.ts";
-import { setEcrEntries } from "../../lib/dockerconfig.ts";
-import { fingerprint, formatStatus, statusKey } from "../../lib/due.ts";
-import type { StoredSecret } from "../../lib/store.ts";
+import { assess, type Assessment, type AssessOptions } from "../../lib/core/assess.ts";
+import { setEcrEntries } from "../../lib/core/dockerconfig.ts";
+import { fingerprint, formatStatus, statusKey } from "../../lib/core/due.ts";
+import type { StoredSecret } from "../../lib/core/store.ts";
 
 const ANNOTATION = "deft.com/kubeecr";
 const STATUS = statusKey(ANNOTATION);

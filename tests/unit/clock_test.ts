@@ -4,7 +4,7 @@ import {
   type EcrSkewReport,
   ServerClock,
   type SkewReport,
-} from "../../lib/clock.ts";
+} from "../../lib/core/clock.ts";
 
 const LOCAL = Date.parse("2026-11-27T12:00:00Z");
 

@@ -7,7 +7,7 @@ import {
   parseConfig,
   type ParsedArgs,
 } from "../../lib/config.ts";
-import { ConfigError } from "../../lib/errors.ts";
+import { ConfigError } from "../../lib/core/errors.ts";
 
 type Env = Record<string, string | undefined>;
 

@@ -7,8 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { decodeDockerConfig, readEcrEntries, setEcrEntries } from "../../lib/dockerconfig.ts";
-import { DockerConfigError } from "../../lib/errors.ts";
+import { decodeDockerConfig, readEcrEntries, setEcrEntries } from "../../lib/core/dockerconfig.ts";
+import { DockerConfigError } from "../../lib/core/errors.ts";
 
 const H = "123456789012.dkr.ecr.us-west-2.amazonaws.com";
 const H2 = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";

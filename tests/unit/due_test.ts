@@ -4,17 +4,14 @@ import {
   decide,
   type DecideInput,
   type Decision,
-  EXPIRES_AT,
   fingerprint,
   formatStatus,
-  formatTime,
   type HostStatus,
   parseStatus,
-  parseTime,
-  REFRESHED_AT,
-  STATUS_PREFIX,
   statusKey,
-} from "../../lib/due.ts";
+} from "../../lib/core/due.ts";
+import { EXPIRES_AT, REFRESHED_AT, STATUS_PREFIX } from "../../lib/core/status.ts";
+import { formatTime, parseTime } from "../../lib/core/time.ts";
 
 const HOUR = 3600_000;
 const NOW = new Date("2026-11-27T12:00:00Z");

@@ -14,9 +14,9 @@ import {
   credentialsAdvice,
   passwordOf,
   sandboxAdvice,
-  TokenError,
   tokenError,
-} from "../../lib/ecr.ts";
+} from "../../lib/aws/ecr.ts";
+import { TokenError } from "../../lib/core/tokens.ts";
 
 const FETCH = new URL("./fixtures/ecr_fetch.ts", import.meta.url).pathname;
 const REPO = new URL("../../", import.meta.url).pathname;

@@ -6,7 +6,7 @@ import {
   DockerConfigError,
   KubeEcrError,
   refString,
-} from "../../lib/errors.ts";
+} from "../../lib/core/errors.ts";
 
 Deno.test("error classes carry their name, fields and cause", () => {
   const cause = new Error("root");

@@ -2,7 +2,7 @@
 // its stderr may be shown.
 
 import assert from "node:assert/strict";
-import { execExpiry, stderrHint } from "../../lib/kube.ts";
+import { execExpiry, stderrHint } from "../../lib/kube/exec.ts";
 
 const NOW = Date.parse("2026-12-01T12:00:00Z");
 

@@ -4,7 +4,7 @@ import {
   parseKubeconfigText,
   type ResolvedKubeconfig,
   resolveKubeconfig,
-} from "../../lib/kubeconfig.ts";
+} from "../../lib/kube/kubeconfig.ts";
 
 // One valid kubeconfig; each case below changes one thing about it.
 const VALID = `

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ListFormatError, ListReader } from "../../lib/listscan.ts";
+import { ListFormatError, ListReader } from "../../lib/kube/listscan.ts";
 
 const KEY = "deft.com/kubeecr";
 const annotated = (m: unknown) =>

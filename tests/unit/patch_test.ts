@@ -4,10 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { parseAnnotation } from "../../lib/annotation.ts";
-import { fingerprint, parseStatus, statusKey } from "../../lib/due.ts";
+import { parseAnnotation } from "../../lib/core/annotation.ts";
+import { fingerprint, parseStatus, statusKey } from "../../lib/core/due.ts";
 import { type HostCredential, type Outcome, writeSecret } from "../../lib/patch.ts";
-import type { PatchResult, SecretStore, SecretUpdate, StoredSecret } from "../../lib/store.ts";
+import type { PatchResult, SecretStore, SecretUpdate, StoredSecret } from "../../lib/core/store.ts";
 
 const ANNOTATION = "a.io/ecr";
 const NOW = new Date("2026-11-27T12:00:00Z");

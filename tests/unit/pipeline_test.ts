@@ -9,8 +9,13 @@
  */
 
 import assert from "node:assert/strict";
-import { type RegistryToken, TokenError, type TokenSource } from "../../lib/ecr.ts";
-import type { SecretRef } from "../../lib/errors.ts";
+import {
+  type RegistryToken,
+  TokenError,
+  type TokenKey,
+  type TokenSource,
+} from "../../lib/core/tokens.ts";
+import type { SecretRef } from "../../lib/core/errors.ts";
 import { Logger } from "../../lib/log.ts";
 import { runOnce, type RunOptions } from "../../lib/pipeline.ts";
 import { exitCode } from "../../lib/report.ts";
@@ -22,7 +27,7 @@ import type {
   SecretStore,
   SecretUpdate,
   StoredSecret,
-} from "../../lib/store.ts";
+} from "../../lib/core/store.ts";
 
 const ANNOTATION = "deft.com/kubeecr";
 const EXPIRES_AT = "kubeecr.deft.com/expires-at";
@@ -186,7 +191,7 @@ class FakeEcr implements TokenSource {
   readonly silent = new Set<string>();
   budget?: AbortSignal;
 
-  fetch(region: string): Promise<RegistryToken> {
+  fetch({ region }: TokenKey): Promise<RegistryToken> {
     this.calls.set(region, (this.calls.get(region) ?? 0) + 1);
     if (this.silent.has(region)) {
       return new Promise((_, reject) =>

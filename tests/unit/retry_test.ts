@@ -6,7 +6,7 @@ import {
   parseRetryAfter,
   retryableStatus,
   retryDelay,
-} from "../../lib/retry.ts";
+} from "../../lib/core/retry.ts";
 
 Deno.test("retryableStatus: throttling and server failures only", () => {
   const retried = [429, 500, 502, 503, 504];

@@ -6,7 +6,8 @@ import { parseAnnotation, type Registry } from "./annotation.ts";
 import { readEcrEntries } from "./dockerconfig.ts";
 import { decide, type DueReason, fingerprint, statusKey } from "./due.ts";
 import { AnnotationError, DockerConfigError } from "./errors.ts";
-import type { EventReason, StoredSecret } from "./store.ts";
+import type { StoredSecret } from "./store.ts";
+import type { EventReason } from "./events.ts";
 
 export type Assessment =
   | {

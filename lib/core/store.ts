@@ -1,14 +1,22 @@
-// The narrow interfaces the pipeline needs from Kubernetes. lib/kube.ts
+// The narrow interfaces the pipeline needs from Kubernetes. lib/kube/secrets.ts
 // implements them over HTTP; unit tests pass small in-memory doubles.
 
 import { KubeEcrError, refString, type SecretRef } from "./errors.ts";
+import type { SecretEvent } from "./events.ts";
+
+// The event types are part of this port (recordEvent takes them); they are
+// defined with their table in events.ts.
+export type { EventReason, EventType, SecretEvent } from "./events.ts";
 
 /** The part of a Secret the pipeline reads. */
 export interface StoredSecret extends SecretRef {
   uid: string;
   resourceVersion: string;
   type: string;
-  /** Only the marker annotation and kubeecr's own (kubectl's last-applied copy is dropped). */
+  /**
+   * From a list: only the marker annotation and kubeecr's own (kubectl's
+   * last-applied copy is dropped); from get(): every annotation.
+   */
   annotations: Record<string, string>;
   /** `.dockerconfigjson` as stored: base64-decoded bytes; undefined when the key is absent. */
   dockerConfig?: Uint8Array;
@@ -58,22 +66,6 @@ export interface ListScope {
   /** undefined = all namespaces. */
   namespace?: string;
   labelSelector?: string;
-}
-
-export type EventType = "Normal" | "Warning";
-
-/** Reasons of the events KubeECR records, as `kubectl events --for secret/<name>` shows them. */
-export type EventReason =
-  | "Refreshed"
-  | "InvalidAnnotation"
-  | "InvalidDockerConfig"
-  | "InvalidSecretType"
-  | "RefreshFailed";
-
-export interface SecretEvent {
-  type: EventType;
-  reason: EventReason;
-  message: string;
 }
 
 export interface SecretStore {

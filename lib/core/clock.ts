@@ -6,7 +6,7 @@
 // by more than CLOCK_CHECK_MS sets the offset used from then on, and is
 // reported once with both times. Pure apart from the local clock it is given.
 
-import { formatTime } from "./due.ts";
+import { formatTime } from "./time.ts";
 
 /** Skew tolerated before the server's time is used instead (Date has 1 s resolution). */
 export const CLOCK_CHECK_MS = 2 * 60_000;

@@ -127,7 +127,7 @@ export function setEcrEntries(
 }
 
 /** Base64 of "AWS:<password>" in UTF-8, as Docker expects in `auth`. */
-function authOf(password: string): string {
+export function authOf(password: string): string {
   return new TextEncoder().encode(`AWS:${password}`).toBase64();
 }
 

@@ -9,8 +9,15 @@
 // pointing at the exec plugin that replaced them.
 
 import { load as loadYaml, YAMLException } from "js-yaml";
-import type { KubeAccess } from "./config.ts";
-import { KubeEcrError } from "./errors.ts";
+import { KubeEcrError } from "../core/errors.ts";
+
+/**
+ * Where to find the cluster, as the flags chose it (lib/config/cluster.ts resolves
+ * it): a kubeconfig, or the pod's service account.
+ */
+export type KubeAccess =
+  | { mode: "kubeconfig"; paths: string[]; context?: string }
+  | { mode: "in-cluster"; server: string; tokenPath: string; caPath: string };
 
 export type Auth =
   | { kind: "none" }

@@ -22,27 +22,36 @@ const LONG = 100;
 const PREFIX = 40;
 
 const ACCOUNT_RE = /^[0-9]{12}$/;
-// Partition prefix (two letters, optionally "-gov"; or one of the isolated
-// and sovereign partitions' prefixes), a direction word, a number:
+// Region prefix (two letters, optionally "-gov"; or the prefix of an isolated
+// or sovereign partition), a direction word, a number:
 // us-west-2, us-gov-west-1, cn-north-1, il-central-1, us-isob-east-1,
 // eu-isoe-west-1, eusc-de-east-1. The admission policy holds the same
 // expression (manifests/components/admission/policy.yaml).
 const REGION_RE = /^([a-z]{2}(-gov)?|us-iso[bf]?|eu-isoe|eusc-de)-[a-z]+-\d{1,2}$/;
 
 /**
- * The registry host's domain per partition: the dnsSuffix of the AWS SDK's
- * partition table (tests/unit/annotation_test.ts checks every region the SDK
- * knows against it). The first match wins; the aws and aws-us-gov partitions
- * are the rest.
+ * The AWS partition of a region and the registry host's domain in it: the
+ * partition ids and dnsSuffixes of the AWS SDK's partition table
+ * (tests/unit/annotation_test.ts and tokens_test.ts check every region the
+ * SDK knows against it). The first match wins; the rest is the aws partition.
  */
-const PARTITION_DOMAINS: [RegExp, string][] = [
-  [/^cn-/, "amazonaws.com.cn"],
-  [/^us-iso-/, "c2s.ic.gov"],
-  [/^us-isob-/, "sc2s.sgov.gov"],
-  [/^us-isof-/, "csp.hci.ic.gov"],
-  [/^eu-isoe-/, "cloud.adc-e.uk"],
-  [/^eusc-/, "amazonaws.eu"],
+const PARTITIONS: [RegExp, partition: string, domain: string][] = [
+  [/^cn-/, "aws-cn", "amazonaws.com.cn"],
+  [/^us-gov-/, "aws-us-gov", "amazonaws.com"],
+  [/^us-iso-/, "aws-iso", "c2s.ic.gov"],
+  [/^us-isob-/, "aws-iso-b", "sc2s.sgov.gov"],
+  [/^us-isof-/, "aws-iso-f", "csp.hci.ic.gov"],
+  [/^eu-isoe-/, "aws-iso-e", "cloud.adc-e.uk"],
+  [/^eusc-/, "aws-eusc", "amazonaws.eu"],
 ];
+const AWS: [RegExp, string, string] = [/^/, "aws", "amazonaws.com"];
+
+const partitionRow = (region: string) => PARTITIONS.find(([prefix]) => prefix.test(region)) ?? AWS;
+
+/** The AWS partition a region belongs to, e.g. "aws", "aws-cn", "aws-us-gov". */
+export function partitionOf(region: string): string {
+  return partitionRow(region)[1];
+}
 
 /**
  * "123456789012/us-west-2, 210987654321/eu-central-1" → two registries.
@@ -142,7 +151,5 @@ function quote(s: string): string {
 
 /** ECR registry host, e.g. 123456789012.dkr.ecr.us-isob-east-1.sc2s.sgov.gov. */
 export function hostFor(account: string, region: string): string {
-  const domain = PARTITION_DOMAINS.find(([prefix]) => prefix.test(region))?.[1] ??
-    "amazonaws.com";
-  return `${account}.dkr.ecr.${region}.${domain}`;
+  return `${account}.dkr.ecr.${region}.${partitionRow(region)[2]}`;
 }

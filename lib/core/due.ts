@@ -3,16 +3,10 @@
 // row in tests/unit/due_test.ts.
 
 import { createHash } from "node:crypto";
+import { STATUS_PREFIX } from "./status.ts";
+import { parseTime } from "./time.ts";
+import { TOKEN_LIFETIME_MS } from "./tokens.ts";
 
-/** Prefix of the annotations kubeecr owns on a Secret (and only those). */
-export const STATUS_PREFIX = "kubeecr.deft.com/";
-/** Human summary: when kubeecr last wrote the Secret (RFC 3339, UTC). Never read back. */
-export const REFRESHED_AT = `${STATUS_PREFIX}refreshed-at`;
-/** Human summary: the earliest expiry written by the last write (RFC 3339, UTC). Never read back. */
-export const EXPIRES_AT = `${STATUS_PREFIX}expires-at`;
-
-/** ECR's documented token lifetime. */
-export const TOKEN_LIFETIME_MS = 12 * 3600_000;
 /** Clock skew tolerated between ECR and this machine. */
 export const CLOCK_SKEW_MS = 5 * 60_000;
 
@@ -148,26 +142,4 @@ export function decide(input: DecideInput): Decision {
   }
   // An annotation with no hosts cannot be parsed, so `earliest` is set here.
   return { due: false, reason: "fresh", expiresAt: earliest! };
-}
-
-/** RFC 3339 in UTC without milliseconds, e.g. "2026-11-27T21:00:00Z". */
-export function formatTime(d: Date): string {
-  return d.toISOString().replace(/\.\d{3}Z$/, "Z");
-}
-
-// RFC 3339 date-time: Temporal is lenient about the separator and the
-// offset's form; this keeps the accepted text to what RFC 3339 allows.
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-
-/**
- * Strict RFC 3339 parser (Temporal.Instant.from rejects impossible dates
- * such as 2026-02-30 instead of rolling them over as Date.parse does).
- */
-export function parseTime(s: string): Date | undefined {
-  if (!RFC3339.test(s)) return undefined;
-  try {
-    return new Date(Temporal.Instant.from(s.toUpperCase()).epochMilliseconds);
-  } catch {
-    return undefined;
-  }
 }

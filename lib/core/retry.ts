@@ -19,9 +19,10 @@ export const DEFAULT_BACKOFF: Backoff = { attempts: 4, baseMs: 250, capMs: 5_000
 export const MAX_RETRY_AFTER_MS = 30_000;
 
 /** HTTP statuses worth another attempt: throttled, or the server (or a proxy) failed. */
+export const RETRYABLE_STATUSES: readonly number[] = [429, 500, 502, 503, 504];
+
 export function retryableStatus(status: number): boolean {
-  return status === 429 || status === 500 || status === 502 || status === 503 ||
-    status === 504;
+  return RETRYABLE_STATUSES.includes(status);
 }
 
 /**

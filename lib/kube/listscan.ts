@@ -9,6 +9,9 @@
 // metadata has been read; an item whose metadata comes last is buffered whole
 // and decided at its end, which is merely slower.
 
+import { concatBytes } from "../core/bytes.ts";
+import { KubeEcrError } from "../core/errors.ts";
+
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const OPEN_OBJECT = 0x7b;
@@ -26,7 +29,7 @@ const ITEM = 3;
 const ITEM_FIELD = 4;
 
 /** The list response ended before its JSON did, or is not a Kubernetes list. */
-export class ListFormatError extends Error {}
+export class ListFormatError extends KubeEcrError {}
 
 /**
  * What the response's top level looked like, so the caller can tell a list
@@ -76,7 +79,7 @@ class Capture {
     this.active = false;
     const parts = this.#parts;
     this.#parts = [];
-    const bytes = parts.length === 1 ? parts[0] : concat(parts);
+    const bytes = parts.length === 1 ? parts[0] : concatBytes(parts);
     return JSON.parse(DECODER.decode(bytes));
   }
 
@@ -87,16 +90,6 @@ class Capture {
 }
 
 const DECODER = new TextDecoder();
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 type ItemState = "none" | "undecided" | "keep" | "skip";
 

@@ -1,6 +1,8 @@
 // Error types shared by every stage. Callers branch on the class (and on the
 // fields it carries), never on message text, so messages are free to be
-// written for humans.
+// written for humans. Every error of ours extends KubeEcrError; those of the
+// ports (KubeApiError, TokenError) are defined beside them, in store.ts and
+// tokens.ts.
 
 /** Base class: lets main.ts tell "our" failures from programming errors. */
 export class KubeEcrError extends Error {
@@ -53,8 +55,6 @@ export class DockerConfigError extends KubeEcrError {}
  */
 export class BudgetError extends KubeEcrError {}
 
-// --- room for I/O errors (KubeApiError, ...) owned by the I/O modules ---
-
 /** Identifies a Secret in logs, events and errors. */
 export interface SecretRef {
   namespace: string;
@@ -86,7 +86,11 @@ export function describeError(err: unknown): string {
   return parts.length > 0 ? parts.join(": ") : "unknown error";
 }
 
-function messageOf(v: unknown): string {
+/**
+ * The message of one thrown value, without its causes (describeError joins
+ * those). Never throws, never serialises an arbitrary object.
+ */
+export function messageOf(v: unknown): string {
   try {
     if (v instanceof Error) return v.message || v.name;
     if (typeof v === "string") return v;

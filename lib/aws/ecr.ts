@@ -1,37 +1,8 @@
 // TokenSource on AWS ECR. One GetAuthorizationToken per region: the token
 // serves every account the principal may pull from in that region.
 
-import { KubeEcrError } from "./errors.ts";
-
-export interface RegistryToken {
-  /** The registry password (the part after "AWS:" in the decoded token). */
-  password: string;
-  expiresAt: Date;
-  /** The Date header of ECR's answer, when it had one: ECR's clock, to compare. */
-  answeredAt?: Date;
-}
-
-export interface TokenSource {
-  /** Throws TokenError. */
-  fetch(region: string): Promise<RegistryToken>;
-}
-
-/**
- * ECR refused or could not be reached. `code` is AWS's error name, e.g.
- * "AccessDeniedException"; the message never holds a credential.
- */
-export class TokenError extends KubeEcrError {
-  constructor(
-    readonly region: string,
-    readonly code: string,
-    /** True when no credentials could be found at all (exit code 2). */
-    readonly noCredentials: boolean,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
+import { type RegistryToken, TokenError, type TokenKey, type TokenSource } from "../core/tokens.ts";
+import { messageOf } from "../core/errors.ts";
 
 /** Splits a decoded "AWS:<password>" token; exported for its unit test. */
 export function passwordOf(authorizationToken: string): string | undefined {
@@ -139,11 +110,11 @@ export class EcrTokenSource implements TokenSource {
     this.#opts = opts;
   }
 
-  async fetch(region: string): Promise<RegistryToken> {
+  async fetch({ region }: TokenKey): Promise<RegistryToken> {
     // The SDK's default chain supplies credentials (env keys, web identity,
     // pod identity, instance profile, profiles) and honours
     // AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL.
-    // Loaded on first use: most hourly runs find every Secret fresh and never
+    // Loaded on first use: most runs (every 10 minutes) find every Secret fresh and never
     // need the SDK (deno task bench: such a run peaked at 152 MiB, 156-158
     // MiB before this import was deferred).
     const { ECRClient, GetAuthorizationTokenCommand } = await import("@aws-sdk/client-ecr");
@@ -153,7 +124,7 @@ export class EcrTokenSource implements TokenSource {
       ? { httpsAgent: new (await import("node:https")).Agent({ ca: this.#opts.caBundle.pem }) }
       : undefined;
     const client = new ECRClient({ region, maxAttempts: 3, requestHandler });
-    // ECR's Date header: expiresAt is on ECR's clock (see lib/clock.ts).
+    // ECR's Date header: expiresAt is on ECR's clock (see lib/core/clock.ts).
     let date: string | undefined;
     client.middlewareStack.add((next) => async (args) => {
       const result = await next(args);
@@ -380,10 +351,6 @@ function httpStatusOf(err: unknown): number | undefined {
   };
   const status = e?.$metadata?.httpStatusCode ?? e?.$response?.statusCode;
   return typeof status === "number" ? status : undefined;
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /**

@@ -1,0 +1,23 @@
+// Time as KubeECR writes and reads it: RFC 3339, UTC.
+
+/** RFC 3339 in UTC without milliseconds, e.g. "2026-11-27T21:00:00Z". */
+export function formatTime(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+// RFC 3339 date-time: Temporal is lenient about the separator and the
+// offset's form; this keeps the accepted text to what RFC 3339 allows.
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/**
+ * Strict RFC 3339 parser (Temporal.Instant.from rejects impossible dates
+ * such as 2026-02-30 instead of rolling them over as Date.parse does).
+ */
+export function parseTime(s: string): Date | undefined {
+  if (!RFC3339.test(s)) return undefined;
+  try {
+    return new Date(Temporal.Instant.from(s.toUpperCase()).epochMilliseconds);
+  } catch {
+    return undefined;
+  }
+}

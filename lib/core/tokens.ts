@@ -1,0 +1,88 @@
+// The token port: what the pipeline needs from a registry token source
+// (lib/aws/ecr.ts implements it on ECR), and its error, owned by the core
+// beside SecretStore and KubeApiError (store.ts).
+
+import { partitionOf, type Registry } from "./annotation.ts";
+import { KubeEcrError } from "./errors.ts";
+
+/** ECR's documented token lifetime: 12 hours. */
+export const TOKEN_LIFETIME_MS = 12 * 3600_000;
+/** The same, as --help and messages write it: "12h". */
+export const TOKEN_LIFETIME = `${TOKEN_LIFETIME_MS / 3600_000}h`;
+
+/**
+ * Which token serves a registry. ECR's token serves every account the
+ * principal may pull from in one region of one partition; a role (an
+ * admin-chosen IAM role to assume, next) would make it a different token.
+ * A new source (ECR Public) is a new name here and a TokenSource for it.
+ */
+export interface TokenKey {
+  source: "ecr";
+  partition: string;
+  region: string;
+  role?: string;
+}
+
+/** The token key of a registry: today every registry is ECR's, keyed by its region. */
+export function tokenKeyOf(registry: Pick<Registry, "region">): TokenKey {
+  return { source: "ecr", partition: partitionOf(registry.region), region: registry.region };
+}
+
+/** A key as one string, for maps: "ecr/aws/us-west-2", "ecr/aws/us-west-2/<role>". */
+export function keyString(key: TokenKey): string {
+  return [key.source, key.partition, key.region, ...(key.role ? [key.role] : [])].join("/");
+}
+
+export interface RegistryToken {
+  /** The registry password (the part after "AWS:" in the decoded token). */
+  password: string;
+  expiresAt: Date;
+  /** The Date header of ECR's answer, when it had one: ECR's clock, to compare. */
+  answeredAt?: Date;
+}
+
+export interface TokenSource {
+  /** The token for `key`; throws TokenError. */
+  fetch(key: TokenKey): Promise<RegistryToken>;
+}
+
+/**
+ * ECR refused or could not be reached. `code` is AWS's error name, e.g.
+ * "AccessDeniedException"; the message never holds a credential.
+ */
+export class TokenError extends KubeEcrError {
+  constructor(
+    readonly region: string,
+    readonly code: string,
+    /** True when no credentials could be found at all (exit code 2). */
+    readonly noCredentials: boolean,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** A registry host and the token to write for it. */
+export type HostCredential = { host: string } & RegistryToken;
+
+/**
+ * Every registry of a Secret with its token, or the failure of the first
+ * registry (in the annotation's order) whose token could not be had: a
+ * Secret gets all its registries or none, since a half-written Secret would
+ * carry an expires-at true for only some of them. `tokens` is by keyString.
+ */
+export function joinCredentials(
+  registries: Registry[],
+  tokens: ReadonlyMap<string, RegistryToken | TokenError>,
+): HostCredential[] | TokenError {
+  const creds: HostCredential[] = [];
+  for (const registry of registries) {
+    const key = keyString(tokenKeyOf(registry));
+    const token = tokens.get(key);
+    if (token === undefined) throw new Error(`no token was fetched for ${key}`);
+    if (token instanceof TokenError) return token;
+    creds.push({ host: registry.host, ...token });
+  }
+  return creds;
+}
