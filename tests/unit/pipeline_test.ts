@@ -1,10 +1,10 @@
 /**
  * The pipeline (lib/pipeline.ts) with small in-memory doubles for its two
- * edges, SecretStore and TokenSource. The doubles behave like the real
- * servers (resourceVersion bumps, 409 on a stale write, 404 when gone), and
- * hooks let a test play "someone else" at an exact point of the run — which
- * is how the races that cannot be timed against a real API server are made
- * deterministic here. Assertions are on the store's resulting state, the
+ * edges: the shared SecretStore of doubles.ts and a TokenSource here. The
+ * store behaves like the API server (resourceVersion bumps, 409 on a stale
+ * write, 404 when gone), and hooks let a test play "someone else" at an exact
+ * point of the run — which is how the races that cannot be timed against a
+ * real API server are made deterministic here. Assertions are on the store's resulting state, the
  * events and the summary, never only on what the pipeline handed the double.
  */
 
