@@ -265,7 +265,8 @@ for (const target of INSTALLS) {
     assert.ok(spec.successfulJobsHistoryLimit >= 0, "successfulJobsHistoryLimit");
     assert.ok(spec.failedJobsHistoryLimit >= 0, "failedJobsHistoryLimit");
     const job = spec.jobTemplate.spec;
-    assert.ok(job.backoffLimit >= 0, "backoffLimit");
+    // README: "retries 0 times (the next run is the retry)".
+    assert.equal(job.backoffLimit, 0, "backoffLimit");
     assert.ok(job.ttlSecondsAfterFinished > 0, "ttlSecondsAfterFinished");
 
     const pod = job.template.spec;

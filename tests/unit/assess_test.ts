@@ -8,15 +8,21 @@
 
 import assert from "node:assert/strict";
 import { assess, type Assessment, type AssessOptions } from "../../lib/core/assess.ts";
-import { setEcrEntries } from "../../lib/core/dockerconfig.ts";
-import { fingerprint, formatStatus, statusKey } from "../../lib/core/due.ts";
+import { parseAnnotation } from "../../lib/core/annotation.ts";
+import { statusKey } from "../../lib/core/due.ts";
 import type { StoredSecret } from "../../lib/core/store.ts";
+import { writeSecret } from "../../lib/patch.ts";
+import { MemoryStore } from "./doubles.ts";
 
 const ANNOTATION = "deft.com/kubeecr";
 const STATUS = statusKey(ANNOTATION);
 const EXPIRES_AT = "kubeecr.deft.com/expires-at";
 const HOST = "123456789012.dkr.ecr.us-west-2.amazonaws.com";
 const OTHER = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+const ITEM: Record<string, string> = {
+  [HOST]: "123456789012/us-west-2",
+  [OTHER]: "123456789012/eu-west-1",
+};
 const OPTS: AssessOptions = {
   annotation: ANNOTATION,
   now: new Date("2026-11-27T12:00:00Z"),
@@ -26,31 +32,40 @@ const OPTS: AssessOptions = {
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
-/** What writeSecret leaves: the entry and this installation's status for it. */
-function written(base: string, password: string, expiresAt = "2026-11-27T22:00:00Z") {
-  const { bytes, entries } = setEcrEntries(enc(base), [{ host: HOST, password }]);
-  const status = formatStatus(
-    new Map([[HOST, { expiresAt, sha256: fingerprint(entries.get(HOST)!) }]]),
-  );
-  return { bytes, status };
-}
-
-const fixture = (): StoredSecret => {
-  const { bytes, status } = written('{"auths":{"ghcr.io":{"auth":"Ym90OnB3"}}}', "pw");
-  return {
+/**
+ * A Secret as KubeECR's writer leaves it (written at OPTS.now): `base` with
+ * one entry per credential and this installation's status for each, so the
+ * fixture is what a run really produces, not a copy of how it is built.
+ */
+async function written(
+  base: string,
+  creds: { host: string; password: string; expiresAt: string }[],
+): Promise<StoredSecret> {
+  const items = creds.map((c) => ITEM[c.host]).join(",");
+  const store = new MemoryStore();
+  const ref = store.add({
     namespace: "ns",
     name: "pull",
     uid: "uid-1",
-    resourceVersion: "1",
-    type: "kubernetes.io/dockerconfigjson",
-    annotations: {
-      [ANNOTATION]: "123456789012/us-west-2",
-      [STATUS]: status,
-      [EXPIRES_AT]: "2026-11-27T22:00:00Z",
-    },
-    dockerConfig: bytes,
-  };
-};
+    annotations: { [ANNOTATION]: items },
+    dockerConfig: enc(base),
+  });
+  await writeSecret(
+    store,
+    ref,
+    parseAnnotation(ANNOTATION, items),
+    creds.map((c) => ({ ...c, expiresAt: new Date(c.expiresAt) })),
+    { ...OPTS, dryRun: false, maxAttempts: 1 },
+  );
+  assert.equal(store.patches.length, 1, "written");
+  return (await store.get(ref))!;
+}
+
+/** Written with HOST's token, fresh until 22:00 (the window is 6h, now is 12:00). */
+const fixture = () =>
+  written('{"auths":{"ghcr.io":{"auth":"Ym90OnB3"}}}', [
+    { host: HOST, password: "pw", expiresAt: "2026-11-27T22:00:00Z" },
+  ]);
 
 /** The fixture's .dockerconfigjson with `fn` applied to its text. */
 const editData = (s: StoredSecret, fn: (text: string) => string) =>
@@ -59,7 +74,7 @@ const editData = (s: StoredSecret, fn: (text: string) => string) =>
 type Expect = Assessment["kind"] | `invalid:${string}`;
 
 Deno.test("assess", async (t) => {
-  const cases: [string, (s: StoredSecret) => void, Expect, RegExp?][] = [
+  const cases: [string, (s: StoredSecret) => unknown, Expect, RegExp?][] = [
     ["fixture is fresh", () => {}, "fresh"],
     ["--force", () => {}, "due"],
     ["no status for this installation (never refreshed) is due", (s) => {
@@ -92,10 +107,12 @@ Deno.test("assess", async (t) => {
     ],
     [
       "another installation's fresh summary does not make ours fresh",
-      (s) => {
-        const stale = written('{"auths":{}}', "pw", "2026-11-27T13:00:00Z");
-        s.dockerConfig = stale.bytes;
-        s.annotations[STATUS] = stale.status;
+      async (s) => {
+        const stale = await written('{"auths":{}}', [
+          { host: HOST, password: "pw", expiresAt: "2026-11-27T13:00:00Z" },
+        ]);
+        s.dockerConfig = stale.dockerConfig;
+        s.annotations[STATUS] = stale.annotations[STATUS];
         s.annotations[EXPIRES_AT] = "2026-11-28T00:00:00Z";
       },
       "due",
@@ -107,15 +124,15 @@ Deno.test("assess", async (t) => {
     ],
     [
       "a registry removed from the annotation: the rest stays fresh",
-      (s) => {
-        const { bytes, entries } = setEcrEntries(s.dockerConfig, [{ host: OTHER, password: "x" }]);
-        s.dockerConfig = bytes;
-        const mine = JSON.parse(s.annotations[STATUS]);
-        mine[OTHER] = {
-          expiresAt: "2026-11-27T13:00:00Z",
-          sha256: fingerprint(entries.get(OTHER)!),
-        };
-        s.annotations[STATUS] = JSON.stringify(mine);
+      async (s) => {
+        // Written for both, OTHER's token close to expiry; then OTHER is removed.
+        const both = await written(dec(s.dockerConfig!), [
+          { host: HOST, password: "pw", expiresAt: "2026-11-27T22:00:00Z" },
+          { host: OTHER, password: "x", expiresAt: "2026-11-27T13:00:00Z" },
+        ]);
+        s.dockerConfig = both.dockerConfig;
+        s.annotations[STATUS] = both.annotations[STATUS];
+        assert.ok(JSON.parse(s.annotations[STATUS])[OTHER], "the status has OTHER's entry");
       },
       "fresh",
     ],
@@ -157,9 +174,9 @@ Deno.test("assess", async (t) => {
     ],
   ];
   for (const [name, mutate, expected, message] of cases) {
-    await t.step(name, () => {
-      const secret = fixture();
-      mutate(secret);
+    await t.step(name, async () => {
+      const secret = await fixture();
+      await mutate(secret);
       const a = assess(secret, { ...OPTS, force: name === "--force" });
       assert.equal(a.kind === "invalid" ? `invalid:${a.reason}` : a.kind, expected);
       if (a.kind === "invalid") {

@@ -7,6 +7,7 @@ import {
   KubeEcrError,
   refString,
 } from "../../lib/core/errors.ts";
+import { KubeApiError, UnexpectedAnswerError } from "../../lib/core/store.ts";
 
 Deno.test("error classes carry their name, fields and cause", () => {
   const cause = new Error("root");
@@ -28,9 +29,13 @@ Deno.test("error classes carry their name, fields and cause", () => {
   assert.ok(dc instanceof KubeEcrError);
   assert.equal(dc.name, "DockerConfigError");
   assert.equal(new KubeEcrError("x").name, "KubeEcrError");
-  // Subclasses declared elsewhere (the I/O modules) get their own name too.
-  class KubeApiError extends KubeEcrError {}
-  assert.equal(new KubeApiError("x").name, "KubeApiError");
+  // Subclasses declared elsewhere (the ports and adapters) get their own name too.
+  const api = new KubeApiError("get", 403, { namespace: "ns" }, "forbidden");
+  assert.ok(api instanceof KubeEcrError);
+  assert.equal(api.name, "KubeApiError");
+  const unexpected = new UnexpectedAnswerError("list", 200, {}, "not a list");
+  assert.ok(unexpected instanceof KubeApiError);
+  assert.equal(unexpected.name, "UnexpectedAnswerError");
 });
 
 Deno.test("refString", () => {

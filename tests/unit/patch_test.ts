@@ -1,13 +1,14 @@
 /**
- * writeSecret(): what one write sends. A minimal SecretStore double records
- * each patch; one valid write plus one mutation per case.
+ * writeSecret(): what one write sends, and what it makes of the answer.
+ * The shared in-memory store (doubles.ts) records each request; one valid
+ * write plus one mutation per case.
  */
 
 import assert from "node:assert/strict";
 import { parseAnnotation } from "../../lib/core/annotation.ts";
 import { fingerprint, parseStatus, statusKey } from "../../lib/core/due.ts";
 import { type HostCredential, type Outcome, writeSecret } from "../../lib/patch.ts";
-import type { PatchResult, SecretStore, SecretUpdate, StoredSecret } from "../../lib/core/store.ts";
+import { MemoryStore } from "./doubles.ts";
 
 const ANNOTATION = "a.io/ecr";
 const NOW = new Date("2026-11-27T12:00:00Z");
@@ -17,33 +18,9 @@ const [H1, H2] = parseAnnotation(ANNOTATION, ITEMS).map((r) => r.host);
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array | undefined) => new TextDecoder().decode(b);
 
-class Store {
-  patches: SecretUpdate[] = [];
-  answers: PatchResult[] = [];
-  current?: StoredSecret;
-  patch(_ref: unknown, update: SecretUpdate): Promise<PatchResult> {
-    this.patches.push(update);
-    // By default the server stores what was sent (annotations: kubeecr's own only).
-    const stored = {
-      dockerConfig: update.dockerConfig,
-      annotations: Object.fromEntries(
-        Object.entries(update.annotations).filter((e): e is [string, string] => e[1] !== null),
-      ),
-      resourceVersion: "8",
-    };
-    return Promise.resolve(this.answers.shift() ?? { kind: "patched", stored });
-  }
-  get(): Promise<StoredSecret | undefined> {
-    return Promise.resolve(this.current);
-  }
-}
-
-const secret = (config = '{"auths":{"ghcr.io":{}}}'): StoredSecret => ({
+const secret = (config = '{"auths":{"ghcr.io":{}}}') => ({
   namespace: "ns",
   name: "pull",
-  uid: "u",
-  resourceVersion: "7",
-  type: "kubernetes.io/dockerconfigjson",
   annotations: { [ANNOTATION]: ITEMS },
   dockerConfig: enc(config),
 });
@@ -53,10 +30,18 @@ const creds = (): HostCredential[] => [
   { host: H2, password: "p2", expiresAt: new Date(NOW.getTime() + 11 * HOUR) },
 ];
 
-async function write(store: Store, c = creds(), s = secret()): Promise<Outcome> {
+/** A store holding the one Secret "ns/pull" with this data. */
+function storeWith(config?: string): MemoryStore {
+  const store = new MemoryStore();
+  store.add(secret(config));
+  return store;
+}
+
+/** writeSecret() into the Secret as `store` holds it now. */
+async function write(store: MemoryStore, c = creds()): Promise<Outcome> {
   return await writeSecret(
-    store as unknown as SecretStore,
-    s,
+    store,
+    (await store.get({ namespace: "ns", name: "pull" }))!,
     parseAnnotation(ANNOTATION, ITEMS),
     c,
     { annotation: ANNOTATION, dryRun: false, now: NOW, maxAttempts: 3, refreshWindowMs: 6 * HOUR },
@@ -64,7 +49,8 @@ async function write(store: Store, c = creds(), s = secret()): Promise<Outcome> 
 }
 
 Deno.test("a write carries the data, this installation's status and the summary", async () => {
-  const store = new Store();
+  const store = storeWith();
+  const read = (await store.get({ namespace: "ns", name: "pull" }))!;
   const outcome = await write(store);
   assert.deepEqual(outcome, {
     kind: "refreshed",
@@ -72,8 +58,8 @@ Deno.test("a write carries the data, this installation's status and the summary"
     hosts: [H1, H2],
     expiresAt: new Date("2026-11-27T23:00:00Z"),
   });
-  const [p] = store.patches;
-  assert.equal(p.resourceVersion, "7");
+  const [{ update: p }] = store.patches;
+  assert.equal(p.resourceVersion, read.resourceVersion);
   const auths = JSON.parse(dec(p.dockerConfig)).auths;
   assert.deepEqual(Object.keys(auths), ["ghcr.io", H1, H2]);
   assert.deepEqual(Object.keys(p.annotations).sort(), [
@@ -93,7 +79,7 @@ Deno.test("a write carries the data, this installation's status and the summary"
 });
 
 Deno.test("an ECR expiry in year 5138 is capped at now + 12h + 5min, and the outcome says so", async () => {
-  const store = new Store();
+  const store = storeWith();
   const c = creds();
   c[0].expiresAt = new Date("5138-11-16T09:46:40Z");
   c[1].expiresAt = new Date("5138-11-16T09:46:40Z");
@@ -104,7 +90,7 @@ Deno.test("an ECR expiry in year 5138 is capped at now + 12h + 5min, and the out
     outcome.kind === "refreshed" && outcome.expiresAt,
     new Date("2026-11-28T00:05:00Z"),
   );
-  const p = store.patches[0];
+  const p = store.patches[0].update;
   assert.equal(p.annotations["kubeecr.deft.com/expires-at"], "2026-11-28T00:05:00Z");
   assert.equal(
     parseStatus(p.annotations[statusKey(ANNOTATION)]!)!.get(H1)!.expiresAt,
@@ -113,17 +99,22 @@ Deno.test("an ECR expiry in year 5138 is capped at now + 12h + 5min, and the out
 });
 
 Deno.test("after a 409 the status fingerprints the entry written into the new version", async () => {
-  const store = new Store();
-  store.answers = [{ kind: "conflict" }];
-  store.current = {
-    ...secret(`{"auths":{"${H1}":{"email":"x@y.z","auth":"b2xk"}}}`),
-    resourceVersion: "8",
+  const store = storeWith();
+  // Someone else writes first: the first write carries a stale resourceVersion.
+  let theirs = "";
+  store.hooks.beforePatch = (ref, attempt) => {
+    if (attempt !== 1) return;
+    store.edit(
+      ref,
+      (x) => x.dockerConfig = enc(`{"auths":{"${H1}":{"email":"x@y.z","auth":"b2xk"}}}`),
+    );
+    theirs = store.secrets.get("ns/pull")!.resourceVersion;
   };
   const outcome = await write(store);
   assert.equal(outcome.kind, "refreshed");
   assert.equal(store.patches.length, 2);
-  const second = store.patches[1];
-  assert.equal(second.resourceVersion, "8");
+  const second = store.patches[1].update;
+  assert.equal(second.resourceVersion, theirs);
   const text = dec(second.dockerConfig);
   assert.ok(text.includes('"email":"x@y.z"'), text);
   const h1Entry = JSON.stringify(JSON.parse(text).auths[H1]);
@@ -139,8 +130,8 @@ Deno.test("after a 409 the status fingerprints the entry written into the new ve
 });
 
 Deno.test("data that cannot be edited fails InvalidDockerConfig and sends nothing", async () => {
-  const store = new Store();
-  const outcome = await write(store, creds(), secret('{"auths":{},"auths":{}}'));
+  const store = storeWith('{"auths":{},"auths":{}}');
+  const outcome = await write(store);
   assert.equal(outcome.kind, "failed");
   assert.equal(outcome.kind === "failed" && outcome.reason, "InvalidDockerConfig");
   assert.equal(store.patches.length, 0);
@@ -148,7 +139,7 @@ Deno.test("data that cannot be edited fails InvalidDockerConfig and sends nothin
 
 Deno.test("a token that expires within a minute (or has expired) is not written: nothing sent, RefreshFailed names the expiry", async () => {
   for (const inMs of [30_000, -HOUR]) {
-    const store = new Store();
+    const store = storeWith();
     const c = creds();
     c[1].expiresAt = new Date(NOW.getTime() + inMs);
     const outcome = await write(store, c);
@@ -164,7 +155,7 @@ Deno.test("a token that expires within a minute (or has expired) is not written:
 });
 
 Deno.test("a token inside the refresh window is written where there was no entry, and the outcome fails", async () => {
-  const store = new Store();
+  const store = storeWith();
   const c = creds();
   c[0].expiresAt = new Date(NOW.getTime() + 3 * HOUR);
   const outcome = await write(store, c);
@@ -175,55 +166,44 @@ Deno.test("a token inside the refresh window is written where there was no entry
 
 Deno.test("a token inside the refresh window that does not outlive the recorded entry: nothing sent", async () => {
   // First write: 3h for H1 (recorded in the status), then a 2h token.
-  const store = new Store();
+  const store = storeWith();
   const c = creds();
   c[0].expiresAt = new Date(NOW.getTime() + 3 * HOUR);
   await write(store, c);
-  const [p] = store.patches;
-  const written: StoredSecret = {
-    ...secret(),
-    dockerConfig: p.dockerConfig,
-    annotations: { [ANNOTATION]: ITEMS, ...(p.annotations as Record<string, string>) },
-  };
-  const again = new Store();
+  assert.equal(store.patches.length, 1);
   const shorter = creds();
   shorter[0].expiresAt = new Date(NOW.getTime() + 2 * HOUR);
-  const outcome = await write(again, shorter, written);
+  const outcome = await write(store, shorter);
   assert.equal(outcome.kind, "failed");
   assert.match(
     outcome.kind === "failed" ? outcome.message : "",
     /no later than the entry it would replace \(2026-11-27T15:00:00Z\)/,
   );
-  assert.equal(again.patches.length, 0);
+  assert.equal(store.patches.length, 1, "nothing more sent");
 });
 
 Deno.test("the server stored the old data: the write fails, and the status is corrected to claim no entry it lacks", async () => {
-  const store = new Store();
-  const old = secret();
-  const oldStored = (update: SecretUpdate) => ({
-    kind: "patched" as const,
-    stored: {
-      dockerConfig: old.dockerConfig,
-      annotations: Object.fromEntries(
-        Object.entries(update.annotations).filter((e): e is [string, string] => e[1] !== null),
-      ),
-      resourceVersion: "8",
-    },
-  });
-  store.patch = (_ref: unknown, update: SecretUpdate) => {
-    store.patches.push(update);
-    return Promise.resolve(oldStored(update));
-  };
+  const store = storeWith();
+  const old = store.secrets.get("ns/pull")!.dockerConfig;
+  // A mutating webhook that puts the old data back.
+  store.hooks.admit = (stored) => stored.dockerConfig = old;
+  let afterWrite = "";
+  store.hooks.beforePatch = (ref, attempt) =>
+    attempt === 2 &&
+    (afterWrite = store.secrets.get(`${ref.namespace}/${ref.name}`)!.resourceVersion);
   const outcome = await write(store);
   assert.equal(outcome.kind, "failed");
   const message = outcome.kind === "failed" ? outcome.message : "";
   assert.match(message, /^the API server stored different data than KubeECR wrote \(no entry for /);
   assert.equal(store.patches.length, 2, "the write, then the status correction");
-  const correction = store.patches[1];
+  const correction = store.patches[1].update;
   assert.equal(correction.dockerConfig, undefined, "the correction sends no data");
-  assert.equal(correction.resourceVersion, "8");
+  assert.equal(correction.resourceVersion, afterWrite);
   assert.deepEqual(correction.annotations, {
     [statusKey(ANNOTATION)]: null,
     "kubeecr.deft.com/expires-at": null,
   });
+  const now = store.secrets.get("ns/pull")!;
+  assert.equal(now.annotations[statusKey(ANNOTATION)], undefined, "no status claims the entry");
+  assert.equal(dec(now.dockerConfig), dec(old));
 });

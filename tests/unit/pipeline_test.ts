@@ -1,10 +1,10 @@
 /**
  * The pipeline (lib/pipeline.ts) with small in-memory doubles for its two
- * edges, SecretStore and TokenSource. The doubles behave like the real
- * servers (resourceVersion bumps, 409 on a stale write, 404 when gone), and
- * hooks let a test play "someone else" at an exact point of the run — which
- * is how the races that cannot be timed against a real API server are made
- * deterministic here. Assertions are on the store's resulting state, the
+ * edges: the shared SecretStore of doubles.ts and a TokenSource here. The
+ * store behaves like the API server (resourceVersion bumps, 409 on a stale
+ * write, 404 when gone), and hooks let a test play "someone else" at an exact
+ * point of the run — which is how the races that cannot be timed against a
+ * real API server are made deterministic here. Assertions are on the store's resulting state, the
  * events and the summary, never only on what the pipeline handed the double.
  */
 
@@ -19,170 +19,17 @@ import type { SecretRef } from "../../lib/core/errors.ts";
 import { Logger } from "../../lib/log.ts";
 import { runOnce, type RunOptions } from "../../lib/pipeline.ts";
 import { exitCode } from "../../lib/report.ts";
-import type {
-  EventReason,
-  EventType,
-  ListScope,
-  PatchResult,
-  SecretStore,
-  SecretUpdate,
-  StoredSecret,
-} from "../../lib/core/store.ts";
+import type { StoredSecret } from "../../lib/core/store.ts";
+import { bytes, key, MemoryStore, text } from "./doubles.ts";
 
 const ANNOTATION = "deft.com/kubeecr";
 const EXPIRES_AT = "kubeecr.deft.com/expires-at";
-const DOCKER = "kubernetes.io/dockerconfigjson";
 const NOW = new Date("2026-11-27T12:00:00Z");
 const HOUR = 3600_000;
 const host = (item: string) => {
   const [account, region] = item.split("/");
   return `${account}.dkr.ecr.${region}.amazonaws.com`;
 };
-
-interface RecordedEvent {
-  secret: SecretRef & { uid: string };
-  type: EventType;
-  reason: EventReason;
-  message: string;
-}
-
-/** Hooks run before the store answers, as "someone else" acting at that moment. */
-interface Hooks {
-  beforePatch?: (ref: SecretRef, attempt: number) => void;
-  beforeGet?: (ref: SecretRef) => void;
-}
-
-class MemoryStore implements SecretStore {
-  readonly secrets = new Map<string, StoredSecret>();
-  readonly events: RecordedEvent[] = [];
-  hooks: Hooks = {};
-  inFlight = 0;
-  maxInFlight = 0;
-  #rv = 100;
-  #attempts = new Map<string, number>();
-
-  add(s: Partial<StoredSecret> & SecretRef): StoredSecret {
-    const secret: StoredSecret = {
-      uid: `uid-${s.namespace}-${s.name}`,
-      type: DOCKER,
-      annotations: {},
-      dockerConfig: bytes('{"auths":{}}'),
-      ...s,
-      resourceVersion: String(++this.#rv),
-    };
-    this.secrets.set(key(secret), secret);
-    return secret;
-  }
-
-  /** A write by someone else: the resourceVersion moves on. */
-  edit(ref: SecretRef, change: (s: StoredSecret) => void) {
-    const s = structuredClone(this.secrets.get(key(ref))!);
-    change(s);
-    s.resourceVersion = String(++this.#rv);
-    this.secrets.set(key(ref), s);
-  }
-
-  delete(ref: SecretRef) {
-    this.secrets.delete(key(ref));
-  }
-
-  /** The Secret's docker config as stored now, parsed. */
-  auths(ref: SecretRef): Record<string, { password?: string; auth?: string }> {
-    return JSON.parse(text(this.secrets.get(key(ref))!.dockerConfig)).auths;
-  }
-
-  async *listAnnotatedDockerConfigSecrets(scope: ListScope, annotation: string) {
-    yield {
-      secrets: this.#list(scope).filter((s) => s.type === DOCKER && annotation in s.annotations)
-        .map((s) => structuredClone(s)),
-    };
-  }
-
-  async *listAnnotatedOtherSecrets(scope: ListScope, annotation: string) {
-    yield this.#list(scope).filter((s) => s.type !== DOCKER && annotation in s.annotations)
-      .map(({ dockerConfig: _, ...m }) => structuredClone(m));
-  }
-
-  listNamespaces(): Promise<Set<string>> {
-    return Promise.resolve(new Set([...this.secrets.values()].map((s) => s.namespace)));
-  }
-
-  namespaceExists(name: string): Promise<boolean> {
-    return Promise.resolve([...this.secrets.values()].some((s) => s.namespace === name));
-  }
-
-  #list(scope: ListScope): StoredSecret[] {
-    return [...this.secrets.values()].filter((s) =>
-      !scope.namespace || s.namespace === scope.namespace
-    );
-  }
-
-  get(ref: SecretRef): Promise<StoredSecret | undefined> {
-    this.hooks.beforeGet?.(ref);
-    const s = this.secrets.get(key(ref));
-    return Promise.resolve(s && structuredClone(s));
-  }
-
-  async patch(ref: SecretRef, update: SecretUpdate, opts: { dryRun: boolean }) {
-    const attempt = (this.#attempts.get(key(ref)) ?? 0) + 1;
-    this.#attempts.set(key(ref), attempt);
-    this.inFlight++;
-    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
-    try {
-      // Let the other workers run: a real patch is a network round trip.
-      await new Promise((r) => setTimeout(r, 0));
-      this.hooks.beforePatch?.(ref, attempt);
-      const s = this.secrets.get(key(ref));
-      if (!s) return { kind: "gone" } satisfies PatchResult;
-      if (s.resourceVersion !== update.resourceVersion) {
-        return { kind: "conflict" } satisfies PatchResult;
-      }
-      // JSON merge patch: null removes the key. A dry run answers what it would store.
-      const after = structuredClone(s);
-      if (update.dockerConfig) after.dockerConfig = update.dockerConfig;
-      for (const [k, v] of Object.entries(update.annotations)) {
-        if (v === null) delete after.annotations[k];
-        else after.annotations[k] = v;
-      }
-      if (!opts.dryRun) {
-        this.edit(ref, (x) => {
-          x.dockerConfig = after.dockerConfig;
-          x.annotations = after.annotations;
-        });
-      }
-      const stored = opts.dryRun ? after : this.secrets.get(key(ref))!;
-      return {
-        kind: "patched",
-        stored: {
-          dockerConfig: stored.dockerConfig,
-          annotations: { ...stored.annotations },
-          resourceVersion: stored.resourceVersion,
-        },
-      } satisfies PatchResult;
-    } finally {
-      this.inFlight--;
-    }
-  }
-
-  recordEvent(
-    secret: SecretRef & { uid: string },
-    event: { type: EventType; reason: EventReason; message: string },
-  ): Promise<void> {
-    this.events.push({ secret, ...event });
-    return Promise.resolve();
-  }
-
-  eventsOf(ref: SecretRef): { type: EventType; reason: EventReason }[] {
-    return this.events.filter((e) => key(e.secret) === key(ref)).map(({ type, reason }) => ({
-      type,
-      reason,
-    }));
-  }
-}
-
-const key = (r: SecretRef) => `${r.namespace}/${r.name}`;
-const bytes = (s: string) => new TextEncoder().encode(s);
-const text = (b: Uint8Array | undefined) => new TextDecoder().decode(b);
 
 class FakeEcr implements TokenSource {
   readonly calls = new Map<string, number>();
@@ -356,6 +203,7 @@ Deno.test("a Secret that changes under every one of 3 writes fails with RefreshF
   assert.equal(summary.failed, 1);
   assert.equal(code, 1);
   assert.equal(text(store.secrets.get(key(s))!.dockerConfig), theirs, "their last write stands");
+  assert.equal(store.patches.length, 3, "three writes, then it gives up");
   assert.deepEqual(store.eventsOf(s), [{ type: "Warning", reason: "RefreshFailed" }]);
   assert.match(store.events[0].message, /409/);
 });
@@ -586,15 +434,34 @@ Deno.test("an unexpected exception while writing one Secret is that Secret's fai
   assert.deepEqual(store.eventsOf(broken), [{ type: "Warning", reason: "RefreshFailed" }]);
 });
 
-Deno.test("discovery never runs more than --concurrency writes at once", async () => {
+Deno.test("discovery waits for the writers: at most 500 due Secrets queued beyond those being written", async () => {
+  // 600 due Secrets in pages of 50; no write can finish until released.
+  // Discovery queues due Secrets while the writers are busy, and stops
+  // listing once 500 (pipeline.ts's QUEUE_LIMIT) are waiting: here at the
+  // 503rd (3 being written), on the 11th page. Without the limit it would
+  // list all 12 pages, holding every Secret in memory.
   const store = new MemoryStore();
-  const ecr = new FakeEcr();
-  for (let i = 0; i < 40; i++) pull(store, `s${i}`, "111111111111/us-west-2");
+  store.pageSize = 50;
+  for (let i = 0; i < 600; i++) {
+    pull(store, `s${String(i).padStart(4, "0")}`, "111111111111/us-west-2");
+  }
+  let release!: () => void;
+  const released = new Promise<void>((r) => release = r);
+  store.hooks.beforePatch = () => released;
+  const running = run(store, new FakeEcr(), { concurrency: 3 });
 
-  const { summary } = await run(store, ecr, { concurrency: 3 });
+  // Let the run go as far as it can (nothing here waits on a timer but the store).
+  for (let still = 0, seen = -1; still < 20; still = store.pagesListed === seen ? still + 1 : 0) {
+    seen = store.pagesListed;
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  assert.equal(store.pagesListed, 11, "pages listed while no write could finish");
+  assert.equal(store.patches.length, 3, "writes started: --concurrency");
 
-  assert.equal(summary.refreshed, 40);
-  assert.equal(store.maxInFlight, 3);
+  release();
+  const { summary } = await running;
+  assert.equal(store.pagesListed, 12);
+  assert.equal(summary.refreshed, 600);
 });
 
 Deno.test("a stop signal: the write in flight lands and is logged, no new write starts, interrupted in the summary", async () => {
