@@ -21,39 +21,14 @@ here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd -- "$here/../.." && pwd)"
 mod="$here/promtool"
 
-# The go.mod require line is the single source of the version.
-version="$(awk '$1 == "github.com/prometheus/prometheus" { print $2 }' "$mod/go.mod" | head -1)"
-if [[ -z "$version" ]]; then
-  echo "promtool.sh: no 'github.com/prometheus/prometheus <version>' line in $mod/go.mod" >&2
-  exit 2
-fi
+# shellcheck source=tests/tools/go_tool.sh
+. "$here/go_tool.sh"
+version="$(go_tool_version promtool.sh "$mod" github.com/prometheus/prometheus)"
 crrules_hash="$(cat "$mod/go.mod" "$mod/go.sum" "$mod/crrules/main.go" | sha256sum | cut -c1-10)"
-
-bindir="${XDG_CACHE_HOME:-$HOME/.cache}/kubeecr/bin"
-promtool="$bindir/promtool-$version"
-crrules="$bindir/crrules-$crrules_hash"
-
-# build <package> <binary>: to a temporary name, then renamed, so an
-# interrupted build never leaves a half-written binary that a later run would
-# trust. GOWORK=off: a go.work elsewhere must not change this module's
-# dependency graph. -mod=readonly: go.sum is committed and complete, so a
-# build never edits the tree. -buildvcs=false: this module sits inside the
-# project's checkout, whose state has nothing to do with promtool.
-build() {
-  local pkg="$1" bin="$2" tmp
-  command -v go >/dev/null || { echo "promtool.sh: go is not on PATH" >&2; exit 2; }
-  mkdir -p "$bindir"
-  echo "promtool.sh: building $pkg into $bin" >&2
-  tmp="$(mktemp "$bindir/.$(basename "$bin").XXXXXX")"
-  trap 'rm -f -- "$tmp"' EXIT
-  (cd -- "$mod" && GOWORK=off CGO_ENABLED=0 \
-    go build -mod=readonly -buildvcs=false -trimpath -o "$tmp" "$pkg")
-  chmod 0755 "$tmp"
-  mv -f -- "$tmp" "$bin"
-  trap - EXIT
-}
-[[ -x "$promtool" ]] || build github.com/prometheus/prometheus/cmd/promtool "$promtool"
-[[ -x "$crrules" ]] || build ./crrules "$crrules"
+promtool="$go_tool_bindir/promtool-$version"
+crrules="$go_tool_bindir/crrules-$crrules_hash"
+go_tool_build promtool.sh "$mod" github.com/prometheus/prometheus/cmd/promtool "$promtool"
+go_tool_build promtool.sh "$mod" ./crrules "$crrules"
 
 if (($# > 0)); then exec "$promtool" "$@"; fi
 
