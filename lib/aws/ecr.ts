@@ -3,6 +3,7 @@
 
 import { type RegistryToken, TokenError, type TokenKey, type TokenSource } from "../core/tokens.ts";
 import { messageOf } from "../core/errors.ts";
+import { DEFAULT_BACKOFF } from "../core/retry.ts";
 
 /** Splits a decoded "AWS:<password>" token; exported for its unit test. */
 export function passwordOf(authorizationToken: string): string | undefined {
@@ -123,7 +124,9 @@ export class EcrTokenSource implements TokenSource {
     const requestHandler = this.#opts.caBundle
       ? { httpsAgent: new (await import("node:https")).Agent({ ca: this.#opts.caBundle.pem }) }
       : undefined;
-    const client = new ECRClient({ region, maxAttempts: 3, requestHandler });
+    // The SDK retries ECR's throttling and 5xx itself; as many attempts as a
+    // Kubernetes request gets, which is what --help promises for both.
+    const client = new ECRClient({ region, maxAttempts: DEFAULT_BACKOFF.attempts, requestHandler });
     // ECR's Date header: expiresAt is on ECR's clock (see lib/core/clock.ts).
     let date: string | undefined;
     client.middlewareStack.add((next) => async (args) => {
