@@ -15,7 +15,6 @@ import {
   type TokenKey,
   type TokenSource,
 } from "../../lib/core/tokens.ts";
-import type { SecretRef } from "../../lib/core/errors.ts";
 import { Logger } from "../../lib/log.ts";
 import { runOnce, type RunOptions } from "../../lib/pipeline.ts";
 import { exitCode } from "../../lib/report.ts";
