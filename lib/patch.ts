@@ -189,7 +189,7 @@ export function checkLifetimes(
   }
   const short = creds.filter((c) => c.expiresAt.getTime() <= now + opts.refreshWindowMs);
   if (short.length === 0) return {};
-  const replaced = replacedExpiries(current, creds.map((c) => c.host), statusAnnotation);
+  const replaced = replacedExpiries(current, statusAnnotation);
   const notLonger = short.find((c) => {
     const old = replaced.get(c.host);
     return old !== undefined && c.expiresAt.getTime() <= old.getTime();
@@ -210,28 +210,42 @@ export function checkLifetimes(
 }
 
 /** The recorded expiry of each host's current entry, where this installation's status vouches for it. */
-function replacedExpiries(
-  current: StoredSecret,
-  hosts: string[],
-  statusAnnotation: string,
-): Map<string, Date> {
+function replacedExpiries(current: StoredSecret, statusAnnotation: string): Map<string, Date> {
   const out = new Map<string, Date>();
   const status = parseStatus(current.annotations[statusAnnotation] ?? "");
   if (!status) return out;
-  let entries: Map<string, string>;
-  try {
-    entries = readEcrEntries(current.dockerConfig, hosts);
-  } catch {
-    return out;
-  }
-  for (const [host, text] of entries) {
-    const recorded = status.get(host);
-    const at = recorded && recorded.sha256 === fingerprint(text)
-      ? parseTime(recorded.expiresAt)
-      : undefined;
+  for (const [host, recorded] of vouchedRecords(current.dockerConfig, status)) {
+    const at = parseTime(recorded.expiresAt);
     if (at) out.set(host, at);
   }
   return out;
+}
+
+/**
+ * The records of this installation's status that the data still vouches
+ * for: the host's entry is the one the record fingerprints.
+ */
+function vouchedRecords(
+  dockerConfig: Uint8Array | undefined,
+  status: Map<string, HostStatus>,
+): Map<string, HostStatus> {
+  const entries = entriesOrNone(dockerConfig, [...status.keys()]);
+  return new Map(
+    [...status].filter(([host, recorded]) => {
+      const text = entries.get(host);
+      return text !== undefined && fingerprint(text) === recorded.sha256;
+    }),
+  );
+}
+
+/** The hosts' entries, or none when the data cannot be read: then it vouches for nothing. */
+function entriesOrNone(dockerConfig: Uint8Array | undefined, hosts: string[]): Map<string, string> {
+  try {
+    return readEcrEntries(dockerConfig, hosts);
+  } catch (err) {
+    if (err instanceof DockerConfigError) return new Map();
+    throw err;
+  }
 }
 
 /**
@@ -244,12 +258,7 @@ export function storedDifference(
   annotations: Record<string, string>,
 ): string | undefined {
   const problems: string[] = [];
-  let entries: Map<string, string>;
-  try {
-    entries = readEcrEntries(stored.dockerConfig, [...written.keys()]);
-  } catch {
-    entries = new Map();
-  }
+  const entries = entriesOrNone(stored.dockerConfig, [...written.keys()]);
   for (const [host, text] of written) {
     const got = entries.get(host);
     if (got === undefined) problems.push(`no entry for ${host}`);
@@ -276,20 +285,10 @@ async function correctStatus(
 ): Promise<string> {
   const value = stored.annotations[statusAnnotation];
   if (value === undefined) return "";
-  const status = parseStatus(value) ?? new Map<string, HostStatus>();
-  let entries: Map<string, string>;
-  try {
-    entries = readEcrEntries(stored.dockerConfig, [...status.keys()]);
-  } catch {
-    entries = new Map();
-  }
-  const kept = new Map(
-    [...status].filter(([host, s]) => {
-      const text = entries.get(host);
-      return text !== undefined && fingerprint(text) === s.sha256;
-    }),
-  );
-  if (kept.size === status.size && parseStatus(value) !== undefined) return "";
+  const parsed = parseStatus(value);
+  const status = parsed ?? new Map<string, HostStatus>();
+  const kept = vouchedRecords(stored.dockerConfig, status);
+  if (parsed !== undefined && kept.size === status.size) return "";
   const earliest = [...kept.values()].map((s) => s.expiresAt).sort()[0];
   try {
     const result = await store.patch(ref, {
