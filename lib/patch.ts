@@ -14,7 +14,7 @@ import {
   statusKey,
 } from "./core/due.ts";
 import { EXPIRES_AT, REFRESHED_AT } from "./core/status.ts";
-import { formatTime, parseTime } from "./core/time.ts";
+import { formatDuration, formatTime, parseTime } from "./core/time.ts";
 import type { SecretStore, StoredData, StoredSecret } from "./core/store.ts";
 import type { EventReason } from "./core/events.ts";
 
@@ -194,7 +194,7 @@ export function checkLifetimes(
     const old = replaced.get(c.host);
     return old !== undefined && c.expiresAt.getTime() <= old.getTime();
   });
-  const window = `the refresh window of ${duration(opts.refreshWindowMs)}`;
+  const window = `the refresh window of ${formatDuration(opts.refreshWindowMs)}`;
   if (notLonger) {
     return {
       refuse: `${said(notLonger)}, inside ${window} and no later than the entry it would ` +
@@ -313,11 +313,4 @@ async function correctStatus(
     }
     throw err;
   }
-}
-
-/** 6h, 90m, 45s: a --refresh-window as a user would write it. */
-function duration(ms: number): string {
-  if (ms % 3600_000 === 0) return `${ms / 3600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  return `${Math.round(ms / 1000)}s`;
 }

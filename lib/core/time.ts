@@ -1,4 +1,4 @@
-// Time as KubeECR writes and reads it: RFC 3339, UTC.
+// Time as KubeECR writes and reads it: RFC 3339, UTC; durations as a user writes them.
 
 /** RFC 3339 in UTC without milliseconds, e.g. "2026-11-27T21:00:00Z". */
 export function formatTime(d: Date): string {
@@ -20,4 +20,11 @@ export function parseTime(s: string): Date | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** 12h, 90m, 45s: a duration as a user writes it (and --refresh-window reads it). */
+export function formatDuration(ms: number): string {
+  if (ms % 3600_000 === 0) return `${ms / 3600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return `${Math.round(ms / 1000)}s`;
 }

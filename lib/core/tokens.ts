@@ -4,11 +4,12 @@
 
 import { partitionOf, type Registry } from "./annotation.ts";
 import { KubeEcrError } from "./errors.ts";
+import { formatDuration } from "./time.ts";
 
 /** ECR's documented token lifetime: 12 hours. */
 export const TOKEN_LIFETIME_MS = 12 * 3600_000;
 /** The same, as --help and messages write it: "12h". */
-export const TOKEN_LIFETIME = `${TOKEN_LIFETIME_MS / 3600_000}h`;
+export const TOKEN_LIFETIME = formatDuration(TOKEN_LIFETIME_MS);
 
 /**
  * Which token serves a registry. ECR's token serves every account the
