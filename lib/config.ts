@@ -6,7 +6,8 @@
 // The pieces are in lib/config/: flags.ts (the table, Config, value parsers),
 // args.ts (argv and env), cluster.ts (cluster access), help.ts (--help).
 
-import { ConfigError } from "./core/errors.ts";
+import { parseAnnotation } from "./core/annotation.ts";
+import { AnnotationError, ConfigError } from "./core/errors.ts";
 import { type Env, Resolver, scanArgs } from "./config/args.ts";
 import { KUBE_ENV, resolveKube } from "./config/cluster.ts";
 import { type Config, envName, type FlagFields, FLAGS, TABLE } from "./config/flags.ts";
@@ -17,6 +18,7 @@ export {
   DEFAULT_PAGE_SIZE,
   envName,
   parseDuration,
+  type Provision,
   proxyHost,
 } from "./config/flags.ts";
 export { IN_CLUSTER_HOST, SA_DIR } from "./config/cluster.ts";
@@ -62,8 +64,46 @@ export function parseConfig(args: string[], env: Env, version: string): ParsedAr
         "the ones to skip",
     );
   }
+  if (flags.provision) checkProvision(flags, r);
   return {
     kind: "run",
     config: { ...flags, kube: resolveKube(r.one(FLAGS.kubeconfig), r.one(FLAGS.context), r, env) },
   };
+}
+
+/**
+ * --provision creates Secrets, so it needs to know where: only in the namespaces
+ * an administrator opted in (--namespace-selector), never in every namespace of
+ * the cluster. Its value must be one the run would accept on a Secret.
+ */
+function checkProvision(flags: FlagFields, r: Resolver): void {
+  const provision = flags.provision!;
+  const where = r.where(FLAGS.provision, `${provision.secretName}=${provision.value}`);
+  if (flags.namespaceSelector === undefined) {
+    throw new ConfigError(
+      "--provision",
+      `${where} needs --namespace-selector (KUBEECR_NAMESPACE_SELECTOR): it creates a Secret ` +
+        "in every namespace it serves, and without the namespace opt-in that would be every " +
+        "namespace of the cluster; add --namespace-selector kubeecr.deft.com/enabled=true " +
+        "(manifests/components/namespace-opt-in sets it) and label the namespaces that get one",
+    );
+  }
+  if (flags.selector !== undefined) {
+    throw new ConfigError(
+      "--provision",
+      `${where} and ${r.where(FLAGS.selector)} cannot be combined: the Secrets --provision ` +
+        "creates carry no labels of yours, so --selector would never find them again to " +
+        "refresh them; drop --selector",
+    );
+  }
+  try {
+    parseAnnotation(flags.annotation, provision.value);
+  } catch (err) {
+    if (!(err instanceof AnnotationError)) throw err;
+    throw new ConfigError(
+      "--provision",
+      `${where}: the Secrets it creates would carry ${err.message}`,
+      { cause: err },
+    );
+  }
 }

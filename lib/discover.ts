@@ -18,6 +18,8 @@ export interface DiscoverOptions {
   excludeNamespaces: string[];
   selector?: string;
   namespaceSelector?: string;
+  /** Told the namespaces --namespace-selector selected, once listed (--provision needs them). */
+  onSelected?: (namespaces: Set<string>) => void;
 }
 
 export type Found =
@@ -58,6 +60,7 @@ export async function* discover(
       throw err;
     }
     log.debug("namespaces selected", { count: selected.size });
+    opts.onSelected?.(selected);
   }
   let first = true;
   for (const scope of scopesOf(opts)) {

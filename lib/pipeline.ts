@@ -21,6 +21,7 @@ import { type Outcome, writeSecret } from "./patch.ts";
 import { logSummary, reportOutcome, type Summary, Tally } from "./report.ts";
 import type { SecretStore, StoredSecret } from "./core/store.ts";
 import { RegionTokens } from "./token.ts";
+import { namespacesToProvision, provisionSecrets } from "./provision.ts";
 
 export interface Deps {
   store: SecretStore;
@@ -51,6 +52,7 @@ export type RunOptions = Pick<
   | "concurrency"
   | "timeoutMs"
   | "checkSecretTypes"
+  | "provision"
 >;
 
 /** Writes attempted per Secret when it keeps changing under us (409). */
@@ -152,11 +154,19 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
   };
 
   const writers = new Workers(opts.concurrency, QUEUE_LIMIT);
+  // For --provision: the namespaces served, and where its Secret was listed or
+  // could not be looked for.
+  let selected: Set<string> | undefined;
+  const provisioned = new Set<string>();
+  const unlisted = new Set<string>();
   const handle = async (found: Found) => {
     if (found.kind === "scope-failed") {
       tally.failedNamespaces++;
+      if (found.error.target.namespace) unlisted.add(found.error.target.namespace);
       return;
     }
+    const listed = found.kind === "rejected" ? found.item : found.secret;
+    if (listed.name === opts.provision?.secretName) provisioned.add(listed.namespace);
     if (found.kind === "rejected") {
       const { item } = found;
       // Another type: not KubeECR's to write (no event). The right type but
@@ -216,10 +226,31 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
   let pages = 0;
   let stopped: unknown;
   try {
-    for await (const page of discover(store, opts, log)) {
+    const discovering = { ...opts, onSelected: (names: Set<string>) => selected = names };
+    for await (const page of discover(store, discovering, log)) {
       pages++;
       for (const found of page) await handle(found);
       if (deps.budget.aborted || stopping()) throw new BudgetError("discovery");
+    }
+    if (opts.provision && selected) {
+      // After the list, so only namespaces that lack the Secret cost a request;
+      // each one created is then filled like any Secret found.
+      const made = await provisionSecrets(
+        store,
+        namespacesToProvision({
+          selected,
+          namespaces: opts.namespaces,
+          excludeNamespaces: opts.excludeNamespaces,
+          present: provisioned,
+          failed: unlisted,
+        }),
+        { provision: opts.provision, annotation: opts.annotation, dryRun: opts.dryRun },
+        log,
+        () => deps.budget.aborted || stopping(),
+      );
+      tally.failedNamespaces += made.failed;
+      for (const secret of made.created) await handle({ kind: "secret", secret });
+      if (made.stopped) throw new BudgetError("provisioning");
     }
     if (opts.checkSecretTypes) {
       for await (const page of wrongTypeSecrets(store, opts, log)) {

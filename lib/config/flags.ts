@@ -94,6 +94,20 @@ export const FLAGS = {
     accepts: "a non-empty Kubernetes label selector",
     parse: nonEmpty,
   }),
+  provision: def({
+    field: "provision",
+    name: "provision",
+    kind: "string",
+    arg: "<secret-name>=<annotation value>",
+    defaultText: "none",
+    help: "In every namespace --namespace-selector serves that has no Secret of this name, " +
+      "create it (type kubernetes.io/dockerconfigjson, empty, annotated with the value) and " +
+      "fill it in the same run; a Secret that exists is never touched. Needs " +
+      "--namespace-selector and 'create' on secrets.",
+    accepts: "<secret-name>=<account>/<region>[,<account>/<region>...], " +
+      "e.g. ecr-pull=123456789012/us-west-2",
+    parse: parseProvision,
+  }),
   refreshWindow: def({
     field: "refreshWindowMs",
     name: "refresh-window",
@@ -321,6 +335,33 @@ function parseAnnotationKey(raw: string): string {
     throw new Invalid(`${STATUS_PREFIX} is reserved for kubeecr's status annotations`);
   }
   return raw;
+}
+
+/** What --provision asks for: the Secret's name and its annotation value (checked in ../config.ts). */
+export interface Provision {
+  secretName: string;
+  value: string;
+}
+
+/**
+ * "ecr-pull=123456789012/us-west-2": split at the first "=" (a value has none).
+ * The value's grammar is checked in ../config.ts, where --annotation is known
+ * and the message can name the annotation the Secret would carry.
+ */
+function parseProvision(raw: string): Provision {
+  const eq = raw.indexOf("=");
+  if (eq < 0) throw new Invalid('has no "=" between the Secret\'s name and the annotation value');
+  const secretName = raw.slice(0, eq);
+  const value = raw.slice(eq + 1);
+  if (secretName === "") throw new Invalid('names no Secret before the "="');
+  if (secretName.length > 253 || !DNS_SUBDOMAIN.test(secretName)) {
+    throw new Invalid(
+      `Secret name ${JSON.stringify(secretName)} is not a lowercase DNS subdomain ` +
+        "(a-z, 0-9, '-' and '.', at most 253 characters, starting and ending alphanumeric)",
+    );
+  }
+  if (value.trim() === "") throw new Invalid('has no annotation value after the "="');
+  return { secretName, value };
 }
 
 const UNIT_MS: Record<string, number> = { h: 3600_000, m: 60_000, s: 1000, ms: 1 };

@@ -50,6 +50,21 @@ export type PatchResult =
   | { kind: "conflict" }
   | { kind: "gone" };
 
+/** A Secret KubeECR creates (--provision): of type kubernetes.io/dockerconfigjson. */
+export interface NewSecret extends SecretRef {
+  annotations: Record<string, string>;
+  labels: Record<string, string>;
+  dockerConfig: Uint8Array;
+}
+
+export type CreateResult =
+  /** As stored, with every annotation. */
+  | { kind: "created"; secret: StoredSecret }
+  /** A dry run the server accepted (dryRun=All: admission and RBAC ran, nothing stored). */
+  | { kind: "would-create" }
+  /** A Secret of that name was there already (409 AlreadyExists): not touched. */
+  | { kind: "exists" };
+
 /** A list item that is not a Secret KubeECR may write, and why (a log line, not the run's end). */
 export interface RejectedItem extends SecretRef {
   uid: string;
@@ -94,6 +109,11 @@ export interface SecretStore {
   /** The Secret as it is now; undefined when it no longer exists. */
   get(ref: SecretRef): Promise<StoredSecret | undefined>;
   patch(ref: SecretRef, update: SecretUpdate, opts: { dryRun: boolean }): Promise<PatchResult>;
+  /**
+   * Creates the Secret (--provision), never replacing one: a Secret of that
+   * name that exists, whatever it holds, answers "exists" and is left as it is.
+   */
+  create(secret: NewSecret, opts: { dryRun: boolean }): Promise<CreateResult>;
   /**
    * Records the event, or counts it again on the existing one when the same
    * Secret got the same reason and message before (client-go's aggregation).

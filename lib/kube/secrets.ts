@@ -5,8 +5,10 @@
 import type { SecretRef } from "../core/errors.ts";
 import { STATUS_PREFIX } from "../core/status.ts";
 import {
+  type CreateResult,
   KubeApiError,
   type ListScope,
+  type NewSecret,
   type PatchResult,
   type RejectedItem,
   type SecretStore,
@@ -71,6 +73,28 @@ async function storedOf(res: Response, ref: SecretRef): Promise<StoredData> {
     annotations: stored.annotations,
     resourceVersion: stored.resourceVersion,
   };
+}
+
+/** The Secret in a create's answer, every annotation kept. */
+async function createdOf(res: Response, ref: SecretRef): Promise<StoredSecret> {
+  let secret: unknown;
+  try {
+    secret = JSON.parse(await res.text());
+  } catch {
+    secret = undefined;
+  }
+  const why = secret === undefined ? "it is not JSON" : unusable(secret, "") ??
+    ((secret as SecretJson).metadata?.name !== ref.name ? "it names another object" : undefined);
+  if (why) {
+    throw new UnexpectedAnswerError(
+      "create",
+      res.status,
+      ref,
+      `create ${KubeApiError.describeTarget(ref)}: ${hostOf(res.url)} answered HTTP ` +
+        `${res.status} with something that is not the Secret created (${why})`,
+    );
+  }
+  return toStoredAll(secret as SecretJson);
 }
 
 /** Secret JSON as the API server sends it; only what toStored reads. */
@@ -349,6 +373,38 @@ export class KubeSecretStore implements SecretStore {
       throw admissionRefused(ref, answer.status, answer.body);
     }
     throw refused("patch", ref, answer.status, answer.body);
+  }
+
+  async create(secret: NewSecret, opts: { dryRun: boolean }): Promise<CreateResult> {
+    const ref = { namespace: secret.namespace, name: secret.name };
+    // POST, never PUT: a create cannot replace a Secret that exists, whoever
+    // made it; the server answers 409 AlreadyExists and nothing changes.
+    const answer = await this.#api.call("create", ref, {
+      method: "POST",
+      path: `/api/v1/namespaces/${encodeURIComponent(secret.namespace)}/secrets`,
+      query: { fieldManager: COMPONENT, dryRun: opts.dryRun ? "All" : undefined },
+      body: {
+        apiVersion: "v1",
+        kind: "Secret",
+        metadata: { name: secret.name, annotations: secret.annotations, labels: secret.labels },
+        type: DOCKER_CONFIG_TYPE,
+        data: { [DOCKER_CONFIG_KEY]: secret.dockerConfig.toBase64() },
+      },
+      // A dry run's answer has no resourceVersion: there is nothing to fill.
+    }, (res) => opts.dryRun ? drain(res).then(() => undefined) : createdOf(res, ref));
+    if (answer.ok) {
+      return answer.value
+        ? { kind: "created", secret: answer.value }
+        : { kind: "would-create" } satisfies CreateResult;
+    }
+    if (answer.status === 409) return { kind: "exists" } satisfies CreateResult;
+    throw refused(
+      "create",
+      ref,
+      answer.status,
+      answer.body,
+      "'create' on secrets (manifests/components/provision adds it)",
+    );
   }
 
   /**

@@ -50,9 +50,9 @@ Deno.test("defaults", () => {
   assert.deepEqual(run([]), DEFAULTS);
 });
 
-// One row per flag: [flag, value, env value, expected change to DEFAULTS].
-// A boolean's argv form is the bare flag; its env form is "true".
-const PER_FLAG: [string, string | undefined, string, Partial<Config>][] = [
+// One row per flag: [flag, value, env value, expected change to DEFAULTS, the
+// other flags it needs]. A boolean's argv form is the bare flag; its env form is "true".
+const PER_FLAG: [string, string | undefined, string, Partial<Config>, string[]?][] = [
   ["annotation", "example.com/ecr", "example.com/ecr", { annotation: "example.com/ecr" }],
   ["namespace", "a,b", "a,b", { namespaces: ["a", "b"] }],
   ["exclude-namespace", "kube-system", "kube-system", { excludeNamespaces: ["kube-system"] }],
@@ -60,6 +60,10 @@ const PER_FLAG: [string, string | undefined, string, Partial<Config>][] = [
   ["namespace-selector", "kubeecr.deft.com/enabled=true", "kubeecr.deft.com/enabled=true", {
     namespaceSelector: "kubeecr.deft.com/enabled=true",
   }],
+  ["provision", "ecr-pull=123456789012/us-west-2", "ecr-pull=123456789012/us-west-2", {
+    provision: { secretName: "ecr-pull", value: "123456789012/us-west-2" },
+    namespaceSelector: "team=web",
+  }, ["--namespace-selector", "team=web"]],
   ["refresh-window", "1h30m", "1h30m", { refreshWindowMs: 90 * 60_000 }],
   ["page-size", "50", "50", { pageSize: 50 }],
   ["request-timeout", "2s", "2s", { requestTimeoutMs: 2000 }],
@@ -82,14 +86,17 @@ const PER_FLAG: [string, string | undefined, string, Partial<Config>][] = [
 ];
 
 Deno.test("every flag via argv and via its env var", async (t) => {
-  for (const [flag, value, envValue, change] of PER_FLAG) {
+  for (const [flag, value, envValue, change, needs = []] of PER_FLAG) {
     const want = { ...DEFAULTS, ...change };
     const env = `KUBEECR_${flag.toUpperCase().replaceAll("-", "_")}`;
     await t.step(`--${flag}`, () => {
-      assert.deepEqual(run(value === undefined ? [`--${flag}`] : [`--${flag}`, value]), want);
-      if (value !== undefined) assert.deepEqual(run([`--${flag}=${value}`]), want);
+      assert.deepEqual(
+        run([...needs, ...(value === undefined ? [`--${flag}`] : [`--${flag}`, value])]),
+        want,
+      );
+      if (value !== undefined) assert.deepEqual(run([...needs, `--${flag}=${value}`]), want);
     });
-    await t.step(env, () => assert.deepEqual(run([], { ...HOME_ENV, [env]: envValue }), want));
+    await t.step(env, () => assert.deepEqual(run(needs, { ...HOME_ENV, [env]: envValue }), want));
   }
   // The table above must cover the flag table: a new flag needs a row here.
   const covered = new Set(PER_FLAG.map(([f]) => `--${f}`));
@@ -265,6 +272,58 @@ Deno.test("bad values are ConfigErrors naming the flag or variable and the accep
         "cannot be combined",
       ],
     ],
+    [
+      "--provision without the namespace opt-in",
+      ["--provision", "ecr-pull=123456789012/us-west-2"],
+      {},
+      "--provision",
+      [
+        '--provision="ecr-pull=123456789012/us-west-2" needs --namespace-selector',
+        "every namespace",
+      ],
+    ],
+    [
+      "--provision from env without the opt-in",
+      [],
+      { KUBEECR_PROVISION: "ecr-pull=123456789012/us-west-2" },
+      "--provision",
+      ["KUBEECR_PROVISION=", "(sets --provision) needs --namespace-selector"],
+    ],
+    ...([
+      ["ecr-pull", 'has no "="'],
+      ["=123456789012/us-west-2", "names no Secret"],
+      [
+        "Ecr_Pull=123456789012/us-west-2",
+        'Secret name "Ecr_Pull" is not a lowercase DNS subdomain',
+      ],
+      [`${"a".repeat(254)}=123456789012/us-west-2`, "at most 253 characters"],
+      ["ecr-pull= ", "has no annotation value"],
+      [
+        "ecr-pull=123456789/us-west-2",
+        'the Secrets it creates would carry annotation deft.com/kubeecr="123456789/us-west-2"',
+      ],
+      ["ecr-pull=123456789012/US-WEST-2", "is not an AWS region name"],
+    ] as const).map(([raw, fragment]): [string, string[], Env, string, string[]] => [
+      `--provision ${raw.slice(0, 40)}`,
+      ["--namespace-selector", "a=b", "--provision", raw],
+      {},
+      "--provision",
+      [fragment, "e.g. "],
+    ]),
+    [
+      "--provision with --selector",
+      [
+        "--namespace-selector",
+        "a=b",
+        "--selector",
+        "x=y",
+        "--provision",
+        "p=123456789012/us-west-2",
+      ],
+      {},
+      "--provision",
+      ["cannot be combined", "never find them"],
+    ],
     ["no HOME and nothing else", [], { HOME: undefined }, "--kubeconfig", ["pass --kubeconfig"]],
     [
       "context in-cluster",
@@ -401,6 +460,7 @@ Deno.test("ENV_VARS lists every variable parseConfig reads", () => {
     "KUBEECR_EXCLUDE_NAMESPACE",
     "KUBEECR_SELECTOR",
     "KUBEECR_NAMESPACE_SELECTOR",
+    "KUBEECR_PROVISION",
     "KUBEECR_REFRESH_WINDOW",
     "KUBEECR_FORCE",
     "KUBEECR_DRY_RUN",

@@ -11,8 +11,11 @@
  */
 
 import type { SecretRef } from "../../lib/core/errors.ts";
+import { KubeApiError } from "../../lib/core/store.ts";
 import type {
+  CreateResult,
   ListScope,
+  NewSecret,
   PatchResult,
   SecretEvent,
   SecretStore,
@@ -47,6 +50,12 @@ export class MemoryStore implements SecretStore {
   hooks: Hooks = {};
   /** Secrets per list page. */
   pageSize = 500;
+  /** What listNamespaces answers (the namespaces a selector matches); default: those with Secrets. */
+  selected?: Set<string>;
+  /** Every create request in order, dry runs included. */
+  readonly creates: { secret: NewSecret; dryRun: boolean }[] = [];
+  /** Namespaces where a create is refused (a KubeApiError 403, as RBAC without 'create'). */
+  readonly refuseCreate = new Set<string>();
   /** List pages handed out so far (of dockerconfigjson Secrets). */
   pagesListed = 0;
   inFlight = 0;
@@ -109,7 +118,23 @@ export class MemoryStore implements SecretStore {
   }
 
   listNamespaces(): Promise<Set<string>> {
-    return Promise.resolve(new Set([...this.secrets.values()].map((s) => s.namespace)));
+    return Promise.resolve(
+      new Set(this.selected ?? [...this.secrets.values()].map((s) => s.namespace)),
+    );
+  }
+
+  create(secret: NewSecret, opts: { dryRun: boolean }): Promise<CreateResult> {
+    this.creates.push({ secret: structuredClone(secret), dryRun: opts.dryRun });
+    if (this.refuseCreate.has(secret.namespace)) {
+      return Promise.reject(
+        new KubeApiError("create", 403, secret, `create ${key(secret)}: HTTP 403: forbidden`),
+      );
+    }
+    // Whatever is there, of any type and annotated or not, is never replaced.
+    if (this.secrets.has(key(secret))) return Promise.resolve({ kind: "exists" });
+    if (opts.dryRun) return Promise.resolve({ kind: "would-create" });
+    const { labels: _, ...stored } = secret;
+    return Promise.resolve({ kind: "created", secret: this.add({ ...stored, type: DOCKER }) });
   }
 
   namespaceExists(name: string): Promise<boolean> {
