@@ -59,6 +59,15 @@ components refuse the same combinations).
 {{- if and .Values.namespaceOptIn.enabled $c.namespaceSelector -}}
 {{- fail "config.namespaceSelector and namespaceOptIn.enabled both set --namespace-selector: drop config.namespaceSelector (the opt-in sets kubeecr.deft.com/enabled=true)" -}}
 {{- end -}}
+{{- if and .Values.provision.enabled (not .Values.namespaceOptIn.enabled) -}}
+{{- fail "provision.enabled=true needs namespaceOptIn.enabled=true: it creates Secrets only in opted-in namespaces (as manifests/components/provision needs manifests/components/namespace-opt-in)" -}}
+{{- end -}}
+{{- if and .Values.provision.enabled (not .Values.provision.registries) -}}
+{{- fail "provision.enabled=true needs provision.registries: the annotation value of the Secrets it creates, e.g. 123456789012/us-west-2" -}}
+{{- end -}}
+{{- if and .Values.provision.enabled $c.provision -}}
+{{- fail "config.provision and provision.enabled both set --provision: drop config.provision (provision.secretName and provision.registries set it)" -}}
+{{- end -}}
 {{- if and $c.namespace $c.excludeNamespace -}}
 {{- fail "config.namespace and config.excludeNamespace cannot be combined: list the namespaces to include, or the ones to skip" -}}
 {{- end -}}
@@ -81,6 +90,9 @@ cronjob.yaml). Sorted by name; the schema admits only the program's flags.
 {{- end -}}
 {{- if .Values.namespaceOptIn.enabled -}}
 {{- $_ := set $c "namespaceSelector" (printf "%s=true" (include "kubeecr.optInLabel" .)) -}}
+{{- end -}}
+{{- if .Values.provision.enabled -}}
+{{- $_ := set $c "provision" (printf "%s=%s" .Values.provision.secretName .Values.provision.registries) -}}
 {{- end -}}
 {{- range $key := keys $c | sortAlpha -}}
 {{- $v := get $c $key -}}
