@@ -53,6 +53,11 @@ const COMPOSED: Record<string, string[]> = {
     "resources: [../manifests/namespaced, annotation-key.yaml]",
     "components: [../manifests/components/admission]",
   ],
+  "manifests + admission + namespace-opt-in + provision": [
+    "resources: [../manifests, annotation-key.yaml, provision.yaml]",
+    "components: [../manifests/components/admission, ../manifests/components/namespace-opt-in, " +
+    "../manifests/components/provision]",
+  ],
 };
 /** Combinations that must not render: they would install half of the opt-in. */
 const MISUSED: Record<string, { lines: string[]; error: string }> = {
@@ -71,16 +76,34 @@ const MISUSED: Record<string, { lines: string[]; error: string }> = {
     lines: ["resources: [../manifests]", "components: [../manifests/components/admission]"],
     error: "nothing selected by ConfigMap.[noVer].[noGrp]/kubeecr-annotation-key",
   },
+  "manifests + admission + provision (no namespace opt-in)": {
+    lines: [
+      "resources: [../manifests, annotation-key.yaml, provision.yaml]",
+      "components: [../manifests/components/admission, ../manifests/components/provision]",
+    ],
+    error: "env.[name=KUBEECR_NAMESPACE_SELECTOR].value` is missing for replacement source",
+  },
+  "manifests + admission + namespace-opt-in + provision (no provision.yaml)": {
+    lines: [
+      "resources: [../manifests, annotation-key.yaml]",
+      "components: [../manifests/components/admission, ../manifests/components/namespace-opt-in, " +
+      "../manifests/components/provision]",
+    ],
+    error: "nothing selected by ConfigMap.[noVer].[noGrp]/kubeecr-provision",
+  },
 };
 const INSTALLS = [
   "manifests",
   "manifests/namespaced",
   "examples/installation",
+  "examples/provision",
   ...Object.keys(COMPOSED),
 ];
 const TARGETS = [...INSTALLS, "examples/usage"];
 /** The installs with the namespace opt-in component. */
 const OPT_IN = ["examples/installation", "manifests + admission + namespace-opt-in"];
+/** The installs with the provision component (and so the opt-in). */
+const PROVISION = ["examples/provision", "manifests + admission + namespace-opt-in + provision"];
 
 /** The grants the program needs, as "resource.group:verb" (core group: no suffix). */
 const NEEDED = [
@@ -93,6 +116,8 @@ const NEEDED = [
 ];
 /** What --namespace-selector adds: one namespace list, nothing else on namespaces. */
 const NEEDED_OPT_IN = [...NEEDED, "namespaces:list"].sort();
+/** What --provision adds: create on secrets, nothing else. */
+const NEEDED_PROVISION = [...NEEDED_OPT_IN, "secrets:create"].sort();
 const SERVICE_ACCOUNT = { kind: "ServiceAccount", name: "kubeecr", namespace: "kubeecr" };
 const SA_USER = "system:serviceaccount:kubeecr:kubeecr";
 
@@ -136,7 +161,7 @@ async function render(target: string): Promise<Rendered> {
   const work = await Deno.makeTempDir({ dir: env.dir, prefix: "render-" });
   try {
     let dir = `${REPO}${target}`;
-    if (target === "examples/installation") {
+    if (target === "examples/installation" || target === "examples/provision") {
       await copyInstallation(work);
       dir = `${work}/${target}`;
     } else if (target in COMPOSED || target in MISUSED) {
@@ -146,6 +171,10 @@ async function render(target: string): Promise<Rendered> {
       await Deno.copyFile(
         `${work}/examples/installation/annotation-key.yaml`,
         `${dir}/annotation-key.yaml`,
+      );
+      await Deno.copyFile(
+        `${work}/manifests/components/provision/provision.example.yaml`,
+        `${dir}/provision.yaml`,
       );
       const lines = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization"];
       await Deno.writeTextFile(
@@ -224,7 +253,11 @@ for (const [target, { error }] of Object.entries(MISUSED)) {
 }
 
 for (const target of INSTALLS) {
-  const needed = OPT_IN.includes(target) ? NEEDED_OPT_IN : NEEDED;
+  const needed = PROVISION.includes(target)
+    ? NEEDED_PROVISION
+    : OPT_IN.includes(target)
+    ? NEEDED_OPT_IN
+    : NEEDED;
   Deno.test(`${target}: RBAC grants exactly ${needed.join(", ")}, to the kubeecr ServiceAccount only`, async () => {
     const { items } = await rendered(target);
     const roles = ofKind(items, "ClusterRole", "Role");
@@ -372,6 +405,43 @@ Deno.test("the namespace-opt-in component adds exactly list on namespaces, the s
     /namespaceObject\.metadata\.labels\['kubeecr\.deft\.com\/enabled'\] == 'true'/,
   );
   assert.deepEqual(untouched(items), untouched(before));
+});
+
+Deno.test("the provision component adds exactly create on secrets, --provision and the mutating policy", async () => {
+  const before = (await rendered("manifests + admission + namespace-opt-in")).items;
+  const { items } = await rendered("manifests + admission + namespace-opt-in + provision");
+  const [role] = ofKind(items, "ClusterRole");
+  const [roleBefore] = ofKind(before, "ClusterRole");
+  assert.deepEqual(grantsOf(role).filter((g) => !grantsOf(roleBefore).includes(g)), [
+    "secrets:create",
+  ]);
+  assert.deepEqual(grantsOf(roleBefore).filter((g) => !grantsOf(role).includes(g)), []);
+  assert.deepEqual(envOf(items), {
+    ...envOf(before),
+    KUBEECR_PROVISION: "ecr-pull=123456789012/us-west-2",
+  });
+  const [policy] = ofKind(items, "MutatingAdmissionPolicy");
+  const [binding] = ofKind(items, "MutatingAdmissionPolicyBinding");
+  assert.equal(policy.apiVersion, "admissionregistration.k8s.io/v1");
+  assert.equal(binding.spec.policyName, policy.metadata.name);
+  assert.deepEqual(policy.spec.matchConstraints.namespaceSelector, {
+    matchLabels: { "kubeecr.deft.com/enabled": "true" },
+  });
+  assert.equal(policy.spec.variables[0].expression, "'ecr-pull'");
+  // The installation's labels, on the objects the component adds (kustomize's do not reach them).
+  for (const o of [policy, binding]) {
+    assert.equal(o.metadata.labels?.["app.kubernetes.io/name"], "kubeecr", o.kind);
+  }
+  assert.equal(items.some((o) => o.metadata.name === "kubeecr-provision"), false);
+  assert.deepEqual(
+    untouched(items).filter((o) => !o.kind.startsWith("MutatingAdmission")),
+    untouched(before),
+  );
+  // examples/provision is that install on top of examples/installation.
+  const example = (await rendered("examples/provision")).items;
+  for (const kind of ["ClusterRole", "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"]) {
+    assert.deepEqual(ofKind(example, kind), ofKind(items, kind), kind);
+  }
 });
 
 Deno.test("examples/installation is the hardened install: both components", async () => {
