@@ -12,7 +12,8 @@
  *   it made none); the audit log shows only granted verbs, create among them. Pods created in a labelled namespace get
  *   imagePullSecrets [{name: ecr-pull}], a pod with its own keeps its list (ours
  *   after it), one that lists ecr-pull is left as it is, and an unlabelled
- *   namespace's pods get nothing;
+ *   namespace's pods get nothing. The same run with RBAC that lacks the
+ *   component's create fails those namespaces (exit 1), naming the component;
  * - --provision without the namespace opt-in does not start (exit 2);
  * - on the node: in a labelled namespace, a Deployment that names no pull
  *   Secret fails to pull (401) before; after one run with the policy installed,
@@ -187,6 +188,41 @@ Deno.test("examples/provision on the real API server: Secrets in labelled namesp
     );
     assert.equal(await admitPod(as, "unlabelled", "plain", undefined, true), undefined);
     assert.deepEqual(await admitPod(as, "unlabelled", "own", ["team-a"], true), ["team-a"]);
+
+    // --provision set, but RBAC without the component's create: that namespace fails (exit 1),
+    // saying what grants it; the others are still served.
+    const limited = {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRole",
+      metadata: { name: "kubeecr-no-create" },
+      rules: (role.rules as { verbs: string[] }[]).filter((r) =>
+        !r.verbs.includes("create") ||
+        r.verbs.length > 1
+      ),
+    };
+    await as(["create", "-f", "-"], JSON.stringify(limited));
+    await as(["-n", "kubeecr", "create", "serviceaccount", "no-create"]);
+    await as([
+      "create",
+      "clusterrolebinding",
+      "kubeecr-no-create",
+      "--clusterrole=kubeecr-no-create",
+      "--serviceaccount=kubeecr:no-create",
+    ]);
+    await as(["create", "namespace", "later"]);
+    await as(["label", "namespace", "later", `${OPT_IN}=true`]);
+    const limitedToken = (await as(["-n", "kubeecr", "create", "token", "no-create"])).trim();
+    const refusedRun = await runKubeecr(own, container.args, {
+      aws: ecr.awsEnv,
+      env: { KUBECONFIG: await writeKubeconfig(own, { token: limitedToken }), ...jobEnv },
+    });
+    assert.equal(refusedRun.code, 1, refusedRun.stdout + refusedRun.stderr);
+    // RBAC answers before the API server looks for the Secret: "taken" is refused too.
+    const cannot = refusedRun.lines.filter((l) => l.msg === "cannot provision");
+    assert.deepEqual(cannot.map((l) => l.secret), ["later/ecr-pull", "taken/ecr-pull"]);
+    assert.match(String(cannot[0].error), /HTTP 403.*manifests\/components\/provision adds it/);
+    assert.equal(summaryOf(refusedRun)["failed-namespaces"], 2);
+    assert.equal(summaryOf(refusedRun).fresh, 1, "labelled/ecr-pull is still served");
   } finally {
     await ecr.close();
     await own.stop();
