@@ -45,38 +45,16 @@ function admissionRefused(ref: SecretRef, status: number, body: Status): KubeApi
   );
 }
 
-/** The Secret in a write's answer, or UnexpectedAnswerError when the answer is not one. */
-async function storedOf(res: Response, ref: SecretRef): Promise<StoredData> {
-  const text = await res.text();
-  let secret: unknown;
-  try {
-    secret = JSON.parse(text);
-  } catch {
-    secret = undefined;
-  }
-  const why = unusable(secret, "") ??
-    ((secret as SecretJson).metadata?.name !== ref.name ? "it names another object" : undefined);
-  if (why) {
-    throw new UnexpectedAnswerError(
-      "patch",
-      res.status,
-      ref,
-      `patch ${KubeApiError.describeTarget(ref)}: ${hostOf(res.url)} answered HTTP ${res.status} ` +
-        `with something that is not the Secret written (${
-          secret === undefined ? "it is not JSON" : why
-        }), so what was stored cannot be checked`,
-    );
-  }
-  const stored = toStored(secret as SecretJson, "");
-  return {
-    dockerConfig: stored.dockerConfig,
-    annotations: stored.annotations,
-    resourceVersion: stored.resourceVersion,
-  };
-}
-
-/** The Secret in a create's answer, every annotation kept. */
-async function createdOf(res: Response, ref: SecretRef): Promise<StoredSecret> {
+/**
+ * The Secret a write answered with, or UnexpectedAnswerError saying what came
+ * instead (`consequence` ends that message).
+ */
+async function answeredSecret(
+  res: Response,
+  ref: SecretRef,
+  operation: "patch" | "create",
+  consequence: string,
+): Promise<SecretJson> {
   let secret: unknown;
   try {
     secret = JSON.parse(await res.text());
@@ -87,14 +65,32 @@ async function createdOf(res: Response, ref: SecretRef): Promise<StoredSecret> {
     ((secret as SecretJson).metadata?.name !== ref.name ? "it names another object" : undefined);
   if (why) {
     throw new UnexpectedAnswerError(
-      "create",
+      operation,
       res.status,
       ref,
-      `create ${KubeApiError.describeTarget(ref)}: ${hostOf(res.url)} answered HTTP ` +
-        `${res.status} with something that is not the Secret created (${why})`,
+      `${operation} ${KubeApiError.describeTarget(ref)}: ${hostOf(res.url)} answered HTTP ` +
+        `${res.status} with something that is not the Secret ${
+          operation === "patch" ? "written" : "created"
+        } (${why})${consequence}`,
     );
   }
-  return toStoredAll(secret as SecretJson);
+  return secret as SecretJson;
+}
+
+/** What a patch's answer says was stored. */
+async function storedOf(res: Response, ref: SecretRef): Promise<StoredData> {
+  const secret = await answeredSecret(res, ref, "patch", ", so what was stored cannot be checked");
+  const stored = toStored(secret, "");
+  return {
+    dockerConfig: stored.dockerConfig,
+    annotations: stored.annotations,
+    resourceVersion: stored.resourceVersion,
+  };
+}
+
+/** The Secret in a create's answer, every annotation kept. */
+async function createdOf(res: Response, ref: SecretRef): Promise<StoredSecret> {
+  return toStoredAll(await answeredSecret(res, ref, "create", ""));
 }
 
 /** Secret JSON as the API server sends it; only what toStored reads. */
