@@ -17,7 +17,8 @@
  * - --provision without the namespace opt-in does not start (exit 2);
  * - on the node: in a labelled namespace, a Deployment that names no pull
  *   Secret fails to pull (401) before; after one run with the policy installed,
- *   a Deployment that names none reaches Running.
+ *   a Deployment that names none reaches Running, and the pod made between the
+ *   policy and the run (its ecr-pull not there yet) starts on its next pull.
  */
 
 import assert from "node:assert/strict";
@@ -306,16 +307,8 @@ Deno.test("on the node: in a labelled namespace a Deployment that names no pull 
       }),
     );
 
-    const result = await runKubeecr(env, [
-      "--namespace-selector",
-      `${mark}=true`,
-      "--provision",
-      `ecr-pull=${VALUE}`,
-    ], { aws: proxy.awsEnv });
-    assert.equal(result.code, 0, result.stdout + result.stderr);
-    assert.match(result.stdout, new RegExp(`provisioned.*${ns}/ecr-pull`));
-
-    // Until the policy is enforced, a Deployment's pod could be made without it: wait for it.
+    // Created once the policy is enforced but before the run: it names ecr-pull, which does
+    // not exist yet, so its pull fails; the kubelet reads the Secret again when it retries.
     const deadline = Date.now() + SETTLE_MS;
     for (;;) {
       const probe = JSON.parse(
@@ -335,10 +328,36 @@ Deno.test("on the node: in a labelled namespace a Deployment that names no pull 
       if (Date.now() > deadline) throw new Error("the policy was not enforced within 30s");
       await new Promise((r) => setTimeout(r, 200));
     }
+    await kubectl(env, ["create", "-f", "-"], deployment("early"));
+    const early = await podOf("early");
+    assert.deepEqual(early.spec.imagePullSecrets, [{ name: "ecr-pull" }]);
+    assert.equal((await podOutcome(env, ns, early.metadata.name)).state, "PullFailed");
+
+    const result = await runKubeecr(env, [
+      "--namespace-selector",
+      `${mark}=true`,
+      "--provision",
+      `ecr-pull=${VALUE}`,
+    ], { aws: proxy.awsEnv });
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, new RegExp(`provisioned.*${ns}/ecr-pull`));
+
     await kubectl(env, ["create", "-f", "-"], deployment("app"));
     const pod = await podOf("app");
     assert.deepEqual(pod.spec.imagePullSecrets, [{ name: "ecr-pull" }]);
     assert.deepEqual(await podOutcome(env, ns, pod.metadata.name), { state: "Running" });
+    // The early pod, as it is: its next pull attempt (the kubelet's back-off) finds the Secret.
+    const until = Date.now() + 90_000;
+    for (;;) {
+      const status = JSON.parse(
+        await kubectl(env, ["-n", ns, "get", "pod", early.metadata.name, "-o", "json"]),
+      ).status;
+      if (status?.containerStatuses?.[0]?.state?.running) break;
+      if (Date.now() > until) {
+        throw new Error(`the early pod did not start: ${JSON.stringify(status)}`);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
   } finally {
     await kubectl(env, ["delete", "namespace", ns, "--wait=false"]);
     await kubectl(env, [
