@@ -157,7 +157,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
   // For --provision: the namespaces served, and where its Secret was listed or
   // could not be looked for.
   let selected: Set<string> | undefined;
-  const provisioned = new Set<string>();
+  const holding = new Set<string>();
   const unlisted = new Set<string>();
   const handle = async (found: Found) => {
     if (found.kind === "scope-failed") {
@@ -166,7 +166,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
       return;
     }
     const listed = found.kind === "rejected" ? found.item : found.secret;
-    if (listed.name === opts.provision?.secretName) provisioned.add(listed.namespace);
+    if (listed.name === opts.provision?.secretName) holding.add(listed.namespace);
     if (found.kind === "rejected") {
       const { item } = found;
       // Another type: not KubeECR's to write (no event). The right type but
@@ -241,7 +241,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
           selected,
           namespaces: opts.namespaces,
           excludeNamespaces: opts.excludeNamespaces,
-          present: provisioned,
+          present: holding,
           failed: unlisted,
         }),
         { provision: opts.provision, annotation: opts.annotation, dryRun: opts.dryRun },
