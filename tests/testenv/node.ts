@@ -46,6 +46,11 @@ export const PAUSE_IMAGE = "kubeecr.test/pause:1";
 
 export const ecrHost = (account: string, region: string) =>
   `${account}.dkr.ecr.${region}.amazonaws.com`;
+/** The first region's registry also answers as its FIPS and dual-stack hosts (issue 17). */
+export const aliasHosts = (account: string, region: string) => [
+  `${account}.dkr.ecr-fips.${region}.amazonaws.com`,
+  `${account}.dkr-ecr.${region}.on.aws`,
+];
 
 /** What a test needs to know about the node; part of testenv.json. */
 export interface NodeInfo {
@@ -553,6 +558,7 @@ export async function startNode(o: NodeOptions): Promise<Node> {
     region,
     dir: `${dir}/registry-${region}`,
     image: `${ecrHost(ACCOUNT, region)}/${TEST_REPOSITORY}:${TEST_TAG}`,
+    ...(i === 0 ? { aliases: aliasHosts(ACCOUNT, region) } : {}),
   }));
   const other: OtherRegistry = {
     host: OTHER_HOST,
@@ -563,7 +569,9 @@ export async function startNode(o: NodeOptions): Promise<Node> {
     password: `other-${crypto.randomUUID()}`,
   };
   const hosts: Record<string, string> = {};
-  for (const r of [...registries, other]) hosts[r.host] = r.address;
+  for (const r of [...registries, other]) {
+    for (const h of [r.host, ...r.aliases ?? []]) hosts[h] = r.address;
+  }
   const awsNames = REGIONS.flatMap((r) => [`api.ecr.${r}.amazonaws.com`, `sts.${r}.amazonaws.com`]);
   for (const n of [...awsNames, "sts.amazonaws.com"]) hosts[n] = ecrApiAddress;
   for (const n of ["kubernetes.default.svc", "kubernetes.default", "kubernetes"]) {
@@ -659,11 +667,10 @@ export async function startNode(o: NodeOptions): Promise<Node> {
 
     // containerd's registry configuration: the test CA for every registry host.
     for (const r of [...registries, other]) {
-      await Deno.mkdir(`${dir}/certs.d/${r.host}`, { recursive: true });
-      await Deno.writeTextFile(
-        `${dir}/certs.d/${r.host}/hosts.toml`,
-        hostsToml(r.host, pki.caCert),
-      );
+      for (const h of [r.host, ...r.aliases ?? []]) {
+        await Deno.mkdir(`${dir}/certs.d/${h}`, { recursive: true });
+        await Deno.writeTextFile(`${dir}/certs.d/${h}/hosts.toml`, hostsToml(h, pki.caCert));
+      }
     }
     await Deno.writeTextFile(`${dir}/cni/10-loopback.conflist`, CNI_CONFLIST);
     await Deno.mkdir(`${dir}/cni-bin`);
