@@ -43,6 +43,8 @@ export const ACCOUNT = "123456789012";
 /** The ECR regions the node's registries serve: the image's region first. */
 export const REGIONS = ["us-west-2", "eu-central-1"];
 export const PAUSE_IMAGE = "kubeecr.test/pause:1";
+/** The node's ECR Public registry (the last of `registries`). */
+export const ECR_PUBLIC_HOST = "public.ecr.aws";
 
 export const ecrHost = (account: string, region: string) =>
   `${account}.dkr.ecr.${region}.amazonaws.com`;
@@ -59,7 +61,7 @@ export interface NodeInfo {
   image: string;
   account: string;
   regions: string[];
-  /** The ECR registries, one per region, and the other registry. */
+  /** The ECR registries, one per region, then ECR Public's (public.ecr.aws). */
   registries: RegistryInfo[];
   other: OtherRegistry;
   /** Helper that hashes a password for a registry's htpasswd (registry.acceptToken). */
@@ -549,7 +551,7 @@ export async function startNode(o: NodeOptions): Promise<Node> {
   await saveState();
 
   // Addresses: one per ECR region, the other registry, the AWS API, the API server.
-  const addrs = loopbackBlock(REGIONS.length + 3);
+  const addrs = loopbackBlock(REGIONS.length + 4);
   const ecrApiAddress = addrs[REGIONS.length + 1];
   const apiAddress = addrs[REGIONS.length + 2];
   const registries: RegistryInfo[] = REGIONS.map((region, i) => ({
@@ -560,6 +562,15 @@ export async function startNode(o: NodeOptions): Promise<Node> {
     image: `${ecrHost(ACCOUNT, region)}/${TEST_REPOSITORY}:${TEST_TAG}`,
     ...(i === 0 ? { aliases: aliasHosts(ACCOUNT, region) } : {}),
   }));
+  // ECR Public: accepts the newest token the ECR proxy handed out for it
+  // (kept under "ecr-public", ecr_proxy.ts's ECR_PUBLIC, where ECR's are under their region).
+  registries.push({
+    host: ECR_PUBLIC_HOST,
+    address: addrs[REGIONS.length + 3],
+    region: "ecr-public",
+    dir: `${dir}/registry-public`,
+    image: `${ECR_PUBLIC_HOST}/${TEST_REPOSITORY}:${TEST_TAG}`,
+  });
   const other: OtherRegistry = {
     host: OTHER_HOST,
     address: addrs[REGIONS.length],

@@ -35,7 +35,7 @@ export interface RegistryInfo {
   host: string;
   /** Loopback address it listens on, port 443. */
   address: string;
-  /** The ECR region whose tokens it accepts; absent for the other registry. */
+  /** The ECR region whose tokens it accepts ("ecr-public" for ECR Public's); absent for the other registry. */
   region?: string;
   dir: string;
   /** `<host>/kubeecr-test/hello:1` */
