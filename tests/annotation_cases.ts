@@ -9,10 +9,13 @@
  *   ValidatingAdmissionPolicy does at `kubectl apply` time).
  *
  * A value added here is checked by both; a change to the grammar on one side
- * only fails one of them. The grammar: comma-separated `<account>/<region>`
- * items, whitespace around items allowed (exactly what JavaScript's
- * String.prototype.trim removes), `<account>` 12 ASCII digits, `<region>`
- * matching ^([a-z]{2}(-gov)?|us-iso[bf]?|eu-isoe|eusc-de)-[a-z]+-\d{1,2}$.
+ * only fails one of them. The grammar: comma-separated items, whitespace
+ * around items allowed (exactly what JavaScript's String.prototype.trim
+ * removes); an item is `<account>/<region>` (`<account>` 12 ASCII digits,
+ * `<region>` matching ^([a-z]{2}(-gov)?|us-iso[bf]?|eu-isoe|eusc-de)-[a-z]+-\d{1,2}$),
+ * `public.ecr.aws`, or a complete private-registry host (standard, FIPS,
+ * dual-stack) exactly as the AWS SDK's partition data makes it for its region
+ * (lib/core/partitions.ts).
  */
 
 export interface ValidCase {
@@ -66,6 +69,23 @@ export const VALID: ValidCase[] = [
   // Both sides trim what String.prototype.trim trims, not only ASCII spaces.
   { name: "no-break space around an item", value: "\u00a0123456789012/us-west-2\u00a0" },
   { name: "byte order mark before the value", value: "\ufeff123456789012/us-west-2" },
+  // ECR Public and complete registry hosts (issue 17).
+  { name: "ECR Public", value: "public.ecr.aws" },
+  { name: "ECR Public beside a private registry", value: "public.ecr.aws, 123456789012/us-west-2" },
+  { name: "standard host", value: "123456789012.dkr.ecr.us-west-2.amazonaws.com" },
+  { name: "FIPS host", value: "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com" },
+  { name: "dual-stack host", value: "123456789012.dkr-ecr.us-west-2.on.aws" },
+  { name: "FIPS dual-stack host", value: "123456789012.dkr-ecr-fips.us-gov-west-1.on.aws" },
+  { name: "China host", value: "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn" },
+  {
+    name: "China dual-stack host",
+    value: "123456789012.dkr-ecr.cn-northwest-1.on.amazonwebservices.com.cn",
+  },
+  { name: "ISO-B FIPS host", value: "123456789012.dkr.ecr-fips.us-isob-east-1.sc2s.sgov.gov" },
+  {
+    name: "a host beside its account/region item",
+    value: "123456789012/us-west-2,123456789012.dkr-ecr.us-west-2.on.aws",
+  },
 ];
 
 const item = (i: string) => `item "${i}": `;
@@ -120,12 +140,6 @@ export const INVALID: InvalidCase[] = [
     value: "us-west-2",
     reason: 'missing "/" between account and region',
     culprit: "us-west-2",
-  },
-  {
-    name: "registry host instead of account/region",
-    value: "123456789012.dkr.ecr.us-west-2.amazonaws.com",
-    reason: 'missing "/" between account and region',
-    culprit: "123456789012.dkr.ecr",
   },
   {
     name: "slash missing",
@@ -211,6 +225,77 @@ export const INVALID: InvalidCase[] = [
     value: "123456789012/us-west-2, 21098765432/eu-west-1",
     reason: `${item("21098765432/eu-west-1")}account "21098765432" must be exactly 12 digits`,
     culprit: "21098765432/eu-west-1",
+  },
+  // Registry hosts: judged by the AWS SDK's partition data.
+  {
+    name: "host with the wrong partition's domain (China region, .amazonaws.com)",
+    value: "123456789012.dkr.ecr.cn-north-1.amazonaws.com",
+    reason: "region cn-north-1 is in partition aws-cn, whose registry hosts end in " +
+      ".amazonaws.com.cn: write 123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+    culprit: "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+  },
+  {
+    name: "dual-stack host with the standard domain",
+    value: "123456789012.dkr-ecr.us-west-2.amazonaws.com",
+    reason: "region us-west-2 is in partition aws, whose dual-stack registry hosts end in " +
+      ".on.aws: write 123456789012.dkr-ecr.us-west-2.on.aws",
+    culprit: "123456789012.dkr-ecr.us-west-2.on.aws",
+  },
+  {
+    name: "standard host with the dual-stack domain",
+    value: "123456789012.dkr.ecr.us-west-2.on.aws",
+    reason: "whose registry hosts end in .amazonaws.com: write " +
+      "123456789012.dkr.ecr.us-west-2.amazonaws.com",
+    culprit: "123456789012.dkr.ecr.us-west-2.amazonaws.com",
+  },
+  {
+    name: "FIPS host in the China partition with the wrong domain",
+    value: "123456789012.dkr.ecr-fips.cn-north-1.amazonaws.com",
+    reason: "whose FIPS registry hosts end in .amazonaws.com.cn",
+    culprit: "123456789012.dkr.ecr-fips.cn-north-1.amazonaws.com.cn",
+  },
+  {
+    name: "host with a region no partition has",
+    value: "123456789012.dkr.ecr.xx-west-1.amazonaws.com",
+    reason: 'region "xx-west-1" is not in any partition the AWS SDK knows',
+    culprit: "xx-west-1",
+  },
+  {
+    name: "host with an upper-case region",
+    value: "123456789012.dkr.ecr.US-WEST-2.amazonaws.com",
+    reason: 'region "US-WEST-2" is not in any partition the AWS SDK knows',
+    culprit: "US-WEST-2",
+  },
+  {
+    name: "host with an 11-digit account",
+    value: "12345678901.dkr.ecr.us-west-2.amazonaws.com",
+    reason: 'account "12345678901" must be exactly 12 digits',
+    culprit: "12345678901",
+  },
+  {
+    name: "a registry that is not ECR",
+    value: "registry.example.com",
+    reason: "is not an ECR registry host: a private registry's host is " +
+      "<account>.dkr.ecr.<region>.amazonaws.com",
+    culprit: "is not an ECR registry host",
+  },
+  {
+    name: "host missing its domain",
+    value: "123456789012.dkr.ecr.us-west-2",
+    reason: "is not an ECR registry host",
+    culprit: "is not an ECR registry host",
+  },
+  {
+    name: "ECR Public with a repository path",
+    value: "public.ecr.aws/my-alias",
+    reason: 'a registry takes no path: write the host alone, "public.ecr.aws"',
+    culprit: '"public.ecr.aws"',
+  },
+  {
+    name: "private host with a repository path",
+    value: "123456789012.dkr.ecr.us-west-2.amazonaws.com/app",
+    reason: "a registry takes no path: write the host alone",
+    culprit: "a registry takes no path",
   },
   // U+0085 (NEL) is Unicode white space, but String.prototype.trim keeps it:
   // the policy must not be more lenient than the parser.

@@ -1,5 +1,8 @@
 // TokenSource on AWS ECR. One GetAuthorizationToken per region: the token
-// serves every account the principal may pull from in that region.
+// serves every account the principal may pull from in that region. ECR
+// Public's GetAuthorizationToken (us-east-1 only) is the same call on another
+// client, answering one authorizationData instead of a list: the source
+// "ecr-public" of a TokenKey.
 
 import { type RegistryToken, TokenError, type TokenKey, type TokenSource } from "../core/tokens.ts";
 import { messageOf } from "../core/errors.ts";
@@ -111,14 +114,11 @@ export class EcrTokenSource implements TokenSource {
     this.#opts = opts;
   }
 
-  async fetch({ region }: TokenKey): Promise<RegistryToken> {
+  async fetch({ source, region }: TokenKey): Promise<RegistryToken> {
+    const api = source === "ecr-public" ? "ECR Public" : "ECR";
     // The SDK's default chain supplies credentials (env keys, web identity,
     // pod identity, instance profile, profiles) and honours
-    // AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL.
-    // Loaded on first use: most runs (every 10 minutes) find every Secret fresh and never
-    // need the SDK (deno task bench: such a run peaked at 152 MiB, 156-158
-    // MiB before this import was deferred).
-    const { ECRClient, GetAuthorizationTokenCommand } = await import("@aws-sdk/client-ecr");
+    // AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL_ECR_PUBLIC / AWS_ENDPOINT_URL.
     // The SDK for JavaScript does not read AWS_CA_BUNDLE itself; its
     // credential chain's STS client inherits this handler (parentClientConfig).
     const requestHandler = this.#opts.caBundle
@@ -126,7 +126,11 @@ export class EcrTokenSource implements TokenSource {
       : undefined;
     // The SDK retries ECR's throttling and 5xx itself; as many attempts as a
     // Kubernetes request gets, which is what --help promises for both.
-    const client = new ECRClient({ region, maxAttempts: DEFAULT_BACKOFF.attempts, requestHandler });
+    const { client, command } = await tokenClient(source, {
+      region,
+      maxAttempts: DEFAULT_BACKOFF.attempts,
+      requestHandler,
+    });
     // ECR's Date header: expiresAt is on ECR's clock (see lib/core/clock.ts).
     let date: string | undefined;
     client.middlewareStack.add((next) => async (args) => {
@@ -138,15 +142,18 @@ export class EcrTokenSource implements TokenSource {
     const deadline = AbortSignal.timeout(this.#opts.requestTimeoutMs);
     const abortSignal = AbortSignal.any([this.#opts.budget, deadline]);
     try {
-      const out = await client.send(new GetAuthorizationTokenCommand({}), { abortSignal });
-      const data = out.authorizationData?.[0];
+      const out = await client.send(command, { abortSignal });
+      // ECR answers a list (one element), ECR Public one object.
+      const data = Array.isArray(out.authorizationData)
+        ? out.authorizationData[0]
+        : out.authorizationData;
       const password = data?.authorizationToken ? passwordOf(data.authorizationToken) : undefined;
       if (!password || !data?.expiresAt) {
         throw new TokenError(
           region,
           "MalformedResponse",
           false,
-          `ECR in ${region} answered without a usable token`,
+          `${api} in ${region} answered without a usable token`,
         );
       }
       const answeredAt = date === undefined ? undefined : new Date(date);
@@ -165,14 +172,55 @@ export class EcrTokenSource implements TokenSource {
           region,
           "Timeout",
           false,
-          `ECR GetAuthorizationToken in ${region}: ${why}`,
+          `${api} GetAuthorizationToken in ${region}: ${why}`,
         );
       }
-      throw tokenError(region, err, this.#opts);
+      throw tokenError(region, err, this.#opts, api);
     } finally {
       client.destroy();
     }
   }
+}
+
+interface AuthorizationData {
+  authorizationToken?: string;
+  expiresAt?: Date;
+}
+
+/** What fetch needs of either client (ECRClient, ECRPUBLICClient: the same smithy client). */
+interface TokenClient {
+  send(
+    command: unknown,
+    options: { abortSignal: AbortSignal },
+  ): Promise<{ authorizationData?: AuthorizationData | AuthorizationData[] }>;
+  middlewareStack: import("@aws-sdk/client-ecr").ECRClient["middlewareStack"];
+  destroy(): void;
+}
+
+/**
+ * The client and command of a source, loaded on first use: most runs (every
+ * 10 minutes) find every Secret fresh and never need the SDK (deno task
+ * bench: such a run peaked at 152 MiB, 156-158 MiB before this import was
+ * deferred), and ECR Public's client is loaded only by a run that needs it.
+ */
+async function tokenClient(
+  source: TokenKey["source"],
+  config: { region: string; maxAttempts: number; requestHandler?: unknown },
+): Promise<{ client: TokenClient; command: unknown }> {
+  if (source === "ecr-public") {
+    const { ECRPUBLICClient, GetAuthorizationTokenCommand } = await import(
+      "@aws-sdk/client-ecr-public"
+    );
+    return {
+      client: new ECRPUBLICClient(config as never) as unknown as TokenClient,
+      command: new GetAuthorizationTokenCommand({}),
+    };
+  }
+  const { ECRClient, GetAuthorizationTokenCommand } = await import("@aws-sdk/client-ecr");
+  return {
+    client: new ECRClient(config as never) as unknown as TokenClient,
+    command: new GetAuthorizationTokenCommand({}),
+  };
 }
 
 /**
@@ -181,8 +229,13 @@ export class EcrTokenSource implements TokenSource {
  * Deno's own hints ("--allow-net", which users of the compiled binary cannot
  * pass) never reach the log.
  */
-export function tokenError(region: string, err: unknown, options: EcrHints = {}): TokenError {
-  const prefix = `ECR GetAuthorizationToken in ${region} failed`;
+export function tokenError(
+  region: string,
+  err: unknown,
+  options: EcrHints = {},
+  api: "ECR" | "ECR Public" = "ECR",
+): TokenError {
+  const prefix = `${api} GetAuthorizationToken in ${region} failed`;
   const code = errorCode(err);
   const make = (message: string, noCredentials = false) =>
     new TokenError(region, code, noCredentials, message, { cause: err });
@@ -231,7 +284,16 @@ export function tokenError(region: string, err: unknown, options: EcrHints = {})
   if (err instanceof Deno.errors.NotCapable || code === "EPERM") {
     // Deno refuses an address outside the allow-list with NotCapable; a host
     // name is refused at lookup, which its node layer reports as EPERM.
-    return make(`${prefix}: ${sandboxAdvice(host, region, options.allowedHosts)}`);
+    const variable = api === "ECR Public" ? "AWS_ENDPOINT_URL_ECR_PUBLIC" : "AWS_ENDPOINT_URL_ECR";
+    return make(`${prefix}: ${sandboxAdvice(host, region, options.allowedHosts, variable)}`);
+  }
+  if (api === "ECR Public" && code === "AccessDeniedException") {
+    // ECR Public's token needs two actions; the second (ECR Public asks STS
+    // for a bearer token with the caller's identity) is rarely granted.
+    return make(
+      `${prefix}: ${code}: ${messageOf(err)}; the principal needs ` +
+        "ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken (README, ECR Public)",
+    );
   }
   return make(`${prefix}: ${code}: ${messageOf(err)}`);
 }
@@ -301,6 +363,8 @@ export function sandboxAdvice(
   host: string | undefined,
   region: string,
   allowed?: string[],
+  /** The variable that points this API elsewhere (ECR Public's is AWS_ENDPOINT_URL_ECR_PUBLIC). */
+  variable = "AWS_ENDPOINT_URL_ECR",
 ): string {
   const what = host ? `a connection to ${host}` : "the connection to the ECR endpoint";
   let list = "";
@@ -313,10 +377,10 @@ export function sandboxAdvice(
     list = `; allowed hosts: ${shown.join(", ")}${more > 0 ? ` (and ${more} more)` : ""}`;
   }
   return `the sandbox refused ${what}: it is not among the hosts this build may reach${list}; ` +
-    "point AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL at an allowed host or unset them";
+    `point ${variable} / AWS_ENDPOINT_URL at an allowed host or unset them`;
 }
 
-/** An ECR or STS endpoint, e.g. api.ecr-fips.eu-west-1.amazonaws.com:443, sts.us-east-1…. */
+/** An ECR, ECR Public or STS endpoint, e.g. api.ecr-fips.eu-west-1.amazonaws.com:443, sts.us-east-1…. */
 const AWS_ENDPOINT = /^(api\.ecr|ecr|sts)\b/;
 
 /**

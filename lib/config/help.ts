@@ -27,9 +27,12 @@ Each run finds Secrets of type kubernetes.io/dockerconfigjson carrying the annot
   deft.com/kubeecr: <account>/<region>[,<account>/<region>...]
   e.g.  deft.com/kubeecr: 123456789012/us-west-2, 210987654321/eu-central-1
 
-(<account>: exactly 12 digits; <region>: an AWS region name), fetches one ECR token
-per region and writes it into each Secret's .dockerconfigjson, keeping every other
-registry in it. Secrets whose token is not about to expire are skipped.
+(<account>: exactly 12 digits; <region>: an AWS region name; an item may also be a
+complete registry host, e.g. 123456789012.dkr.ecr-fips.us-east-1.amazonaws.com or
+123456789012.dkr-ecr.us-west-2.on.aws, or public.ecr.aws for ECR Public), fetches
+one ECR token per region (and one ECR Public token) and writes it into each Secret's
+.dockerconfigjson, keeping every other registry in it. Secrets whose token is not
+about to expire are skipped.
 
 Flags (every flag except --help and --version can also be set by its environment
 variable; a flag given on the command line wins over the variable):

@@ -2,7 +2,7 @@
 // (lib/aws/ecr.ts implements it on ECR), and its error, owned by the core
 // beside SecretStore and KubeApiError (store.ts).
 
-import { partitionOf, type Registry } from "./annotation.ts";
+import { ECR_PUBLIC_REGION, partitionOf, type Registry } from "./annotation.ts";
 import { KubeEcrError } from "./errors.ts";
 import { formatDuration } from "./time.ts";
 
@@ -15,17 +15,27 @@ export const TOKEN_LIFETIME = formatDuration(TOKEN_LIFETIME_MS);
  * Which token serves a registry. ECR's token serves every account the
  * principal may pull from in one region of one partition; a role (an
  * admin-chosen IAM role to assume, next) would make it a different token.
- * A new source (ECR Public) is a new name here and a TokenSource for it.
+ * ECR Public's token (ecr-public:GetAuthorizationToken, us-east-1 only)
+ * serves public.ecr.aws: its own source, one key.
  */
 export interface TokenKey {
-  source: "ecr";
+  source: "ecr" | "ecr-public";
   partition: string;
   region: string;
   role?: string;
 }
 
-/** The token key of a registry: today every registry is ECR's, keyed by its region. */
-export function tokenKeyOf(registry: Pick<Registry, "region">): TokenKey {
+/**
+ * The token key of a registry: a private registry's is ECR's in its region
+ * (its FIPS and dual-stack hosts included: one token serves them all);
+ * public.ecr.aws's is ECR Public's, in us-east-1.
+ */
+export function tokenKeyOf(
+  registry: Pick<Registry, "region"> & Partial<Pick<Registry, "source">>,
+): TokenKey {
+  if (registry.source === "ecr-public") {
+    return { source: "ecr-public", partition: "aws", region: ECR_PUBLIC_REGION };
+  }
   return { source: "ecr", partition: partitionOf(registry.region), region: registry.region };
 }
 

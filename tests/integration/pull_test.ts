@@ -19,7 +19,8 @@
 import assert from "node:assert/strict";
 import { freshNamespace, kubectl, testEnv } from "../testenv/connect.ts";
 import { startEcrProxy } from "../testenv/ecr_proxy.ts";
-import { ecrHost } from "../testenv/node.ts";
+import { aliasHosts, ECR_PUBLIC_HOST, ecrHost } from "../testenv/node.ts";
+import { ECR_PUBLIC } from "../testenv/ecr_proxy.ts";
 import { acceptTokensOf } from "../testenv/registry.ts";
 import { MIN_TOKEN_LIFE_MS } from "../../lib/patch.ts";
 import { b64, createSecret, runKubeecr } from "./cli.ts";
@@ -160,6 +161,53 @@ Deno.test("the Secret keeps another registry's entry: a pod pulling from that re
     assertRunning(await pull(ns, node.other.image), "the other registry, after the run");
     // And without the Secret the other registry refuses: its pull above used the entry.
     assert401(await pull(ns, node.other.image, []), "the other registry, no Secret");
+  } finally {
+    await cleanup(ns);
+  }
+});
+
+Deno.test("FIPS and dual-stack hosts: a pod pulling through each name runs with the entry written under it", async () => {
+  const node = nodeOf(env);
+  await using proxy = ecrProxy();
+  const ns = await freshNamespace(env, "pull-hosts");
+  const west = node.registries[0];
+  const [fips, dual] = aliasHosts("123456789012", "us-west-2");
+  assert.deepEqual(west.aliases, [fips, dual], "the node's us-west-2 registry answers both names");
+  const image = (host: string) => `${host}/kubeecr-test/hello:1`;
+  try {
+    await createSecret(env, ns, { name: "ecr-pull", registries: `${fips}, ${dual}` });
+    assert401(await pull(ns, image(dual)), "dual-stack, before the run");
+
+    await refresh(ns, proxy);
+    assert.equal(proxy.tokenCalls("us-west-2"), 1, "one token serves both names");
+    assertRunning(await pull(ns, image(fips)), "through the FIPS host");
+    assertRunning(await pull(ns, image(dual)), "through the dual-stack host");
+    // The default host has no entry: the kubelet sends nothing for it, so the
+    // pulls above used the entries of exactly those names.
+    assert401(
+      await pull(ns, west.image),
+      "through the default host, which the Secret does not name",
+    );
+  } finally {
+    await cleanup(ns);
+  }
+});
+
+Deno.test("public.ecr.aws: a pod pulls from ECR Public with the token KubeECR wrote, and not without it", async () => {
+  const node = nodeOf(env);
+  await using proxy = ecrProxy();
+  const ns = await freshNamespace(env, "pull-public");
+  const registry = node.registries.find((r) => r.host === ECR_PUBLIC_HOST);
+  assert.ok(registry, "the node has an ECR Public registry");
+  try {
+    await createSecret(env, ns, { name: "ecr-pull", registries: `${ECR_PUBLIC_HOST}` });
+    assert401(await pull(ns, registry.image), "before the run");
+
+    await refresh(ns, proxy);
+    assert.equal(proxy.tokenCalls(ECR_PUBLIC), 1);
+    assert.equal(proxy.tokenCalls(), 1, "no ECR call");
+    assertRunning(await pull(ns, registry.image), "after the run");
+    assert401(await pull(ns, registry.image, []), "without the Secret");
   } finally {
     await cleanup(ns);
   }

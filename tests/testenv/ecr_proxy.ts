@@ -20,18 +20,29 @@
  *   never give the same password, and they differ within bcrypt's 72 bytes.
  *   `onToken` hears of each one before the answer leaves: the node's
  *   registries (registry.ts) accept exactly those, until they expire.
+ * - ECR Public, which moto does not have: its GetAuthorizationToken (the SDK
+ *   sends it to AWS_ENDPOINT_URL_ECR_PUBLIC, which `awsEnv` points here, with
+ *   X-Amz-Target SpencerFrontendService.GetAuthorizationToken) is answered
+ *   here, as ECR Public answers it: one authorizationData object, a 12-hour
+ *   token of its own per call. Its SigV4 Authorization header must be scoped
+ *   to us-east-1 and the service `ecr-public` (what real AWS requires:
+ *   InvalidSignatureException otherwise); calls are counted, failed and
+ *   timed under the name "ecr-public" where ECR's are under their region.
  */
 
 const GET_TOKEN = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
+const GET_PUBLIC_TOKEN = "SpencerFrontendService.GetAuthorizationToken";
+/** The name ECR Public's calls, passwords, failures and lifetimes are kept under. */
+export const ECR_PUBLIC = "ecr-public";
 const TOKEN_LIFETIME_S = 12 * 3600;
 
 export interface EcrProxy extends AsyncDisposable {
   url: string;
   /** The variables that point KubeECR at this proxy. */
   awsEnv: Record<string, string>;
-  /** The registry passwords ECR handed out (decoded from authorizationToken), by region. */
+  /** The registry passwords ECR handed out (decoded from authorizationToken), by region ("ecr-public"). */
   passwords: Map<string, string>;
-  /** GetAuthorizationToken calls seen for `region`, or in all regions. */
+  /** GetAuthorizationToken calls seen for `region` (or "ecr-public"), or in all. */
   tokenCalls(region?: string): number;
   /** Answers `region` with an AWS error from now on. */
   fail(region: string, code?: string, message?: string): void;
@@ -43,6 +54,32 @@ export interface EcrProxy extends AsyncDisposable {
 /** "AWS4-HMAC-SHA256 Credential=AKID/20261127/us-west-2/ecr/aws4_request, ..." → "us-west-2". */
 export function regionOf(authorization: string | null): string {
   return /Credential=[^/]+\/\d{8}\/([^/]+)\//.exec(authorization ?? "")?.[1] ?? "unknown";
+}
+
+/**
+ * What is wrong with a SigV4 Authorization header for ECR Public's
+ * GetAuthorizationToken, or undefined: the algorithm, a credential scope of
+ * <key>/<yyyymmdd>/us-east-1/ecr-public/aws4_request, signed headers that
+ * include host, x-amz-date and x-amz-target, and a 64-hex signature. The
+ * signature itself is not recomputed (the proxy does not hold the secret key
+ * of every identity a test uses): a wrong key is moto's and STS's business.
+ */
+export function publicSignatureProblem(authorization: string | null): string | undefined {
+  const m =
+    /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]+)$/
+      .exec(authorization ?? "");
+  if (!m) return "Authorization is not a SigV4 (AWS4-HMAC-SHA256) header";
+  const [, , , region, service, signed, signature] = m;
+  if (region !== "us-east-1") return `Credential should be scoped to a valid region: ${region}`;
+  if (service !== ECR_PUBLIC) {
+    return `Credential should be scoped to correct service: '${ECR_PUBLIC}', not '${service}'`;
+  }
+  const headers = signed.split(";");
+  for (const h of ["host", "x-amz-date", "x-amz-target"]) {
+    if (!headers.includes(h)) return `SignedHeaders lacks ${h}`;
+  }
+  if (signature.length !== 64) return "Signature is not 64 hex digits";
+  return undefined;
 }
 
 export interface EcrProxyOptions {
@@ -68,7 +105,31 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
 
   const defaultLifetime = opts.tokenLifetimeSeconds ?? TOKEN_LIFETIME_S;
 
+  /** ECR Public's GetAuthorizationToken, answered here (moto has no ECR Public). */
+  const publicToken = async (req: Request) => {
+    calls.set(ECR_PUBLIC, (calls.get(ECR_PUBLIC) ?? 0) + 1);
+    await req.body?.cancel();
+    const json = (status: number, body: unknown) =>
+      Response.json(body, {
+        status,
+        headers: { "content-type": "application/x-amz-json-1.1", date: new Date().toUTCString() },
+      });
+    const problem = publicSignatureProblem(req.headers.get("authorization"));
+    if (problem) return json(403, { __type: "InvalidSignatureException", message: problem });
+    const failure = failures.get(ECR_PUBLIC);
+    if (failure) return json(400, { __type: failure.code, message: failure.message });
+    const expiresAt = Math.floor(Date.now() / 1000) +
+      (lifetimes.get(ECR_PUBLIC) ?? defaultLifetime);
+    const password = distinct("ecr-public-auth-token");
+    passwords.set(ECR_PUBLIC, password);
+    await opts.onToken?.(ECR_PUBLIC, password, expiresAt);
+    return json(200, {
+      authorizationData: { authorizationToken: btoa(`AWS:${password}`), expiresAt },
+    });
+  };
+
   const handler = async (req: Request) => {
+    if (req.headers.get("x-amz-target") === GET_PUBLIC_TOKEN) return await publicToken(req);
     const region = regionOf(req.headers.get("authorization"));
     const isGetToken = req.headers.get("x-amz-target") === GET_TOKEN;
     if (isGetToken) calls.set(region, (calls.get(region) ?? 0) + 1);
@@ -117,7 +178,7 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
   };
   return {
     url,
-    awsEnv: { AWS_ENDPOINT_URL_ECR: url },
+    awsEnv: { AWS_ENDPOINT_URL_ECR: url, AWS_ENDPOINT_URL_ECR_PUBLIC: url },
     passwords,
     tokenCalls: (r) => r ? calls.get(r) ?? 0 : [...calls.values()].reduce((a, b) => a + b, 0),
     fail: (r, code = "AccessDeniedException", message = `User is not authorized in ${r}`) =>

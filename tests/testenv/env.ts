@@ -375,6 +375,9 @@ export async function startTestEnv(opts: StartOptions = {}): Promise<TestEnv> {
     }
     const awsEnv = {
       AWS_ENDPOINT_URL_ECR: proxy?.url ?? motoUrl,
+      // moto has no ECR Public (it answers 404); without a proxy it must still
+      // not go to AWS.
+      AWS_ENDPOINT_URL_ECR_PUBLIC: proxy?.url ?? motoUrl,
       AWS_ENDPOINT_URL_STS: motoUrl,
       AWS_REGION: "us-east-1",
       AWS_ACCESS_KEY_ID: "testing",

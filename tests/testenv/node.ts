@@ -43,9 +43,16 @@ export const ACCOUNT = "123456789012";
 /** The ECR regions the node's registries serve: the image's region first. */
 export const REGIONS = ["us-west-2", "eu-central-1"];
 export const PAUSE_IMAGE = "kubeecr.test/pause:1";
+/** The node's ECR Public registry (the last of `registries`). */
+export const ECR_PUBLIC_HOST = "public.ecr.aws";
 
 export const ecrHost = (account: string, region: string) =>
   `${account}.dkr.ecr.${region}.amazonaws.com`;
+/** The first region's registry also answers as its FIPS and dual-stack hosts (issue 17). */
+export const aliasHosts = (account: string, region: string) => [
+  `${account}.dkr.ecr-fips.${region}.amazonaws.com`,
+  `${account}.dkr-ecr.${region}.on.aws`,
+];
 
 /** What a test needs to know about the node; part of testenv.json. */
 export interface NodeInfo {
@@ -54,7 +61,7 @@ export interface NodeInfo {
   image: string;
   account: string;
   regions: string[];
-  /** The ECR registries, one per region, and the other registry. */
+  /** The ECR registries, one per region, then ECR Public's (public.ecr.aws). */
   registries: RegistryInfo[];
   other: OtherRegistry;
   /** Helper that hashes a password for a registry's htpasswd (registry.acceptToken). */
@@ -544,7 +551,7 @@ export async function startNode(o: NodeOptions): Promise<Node> {
   await saveState();
 
   // Addresses: one per ECR region, the other registry, the AWS API, the API server.
-  const addrs = loopbackBlock(REGIONS.length + 3);
+  const addrs = loopbackBlock(REGIONS.length + 4);
   const ecrApiAddress = addrs[REGIONS.length + 1];
   const apiAddress = addrs[REGIONS.length + 2];
   const registries: RegistryInfo[] = REGIONS.map((region, i) => ({
@@ -553,7 +560,17 @@ export async function startNode(o: NodeOptions): Promise<Node> {
     region,
     dir: `${dir}/registry-${region}`,
     image: `${ecrHost(ACCOUNT, region)}/${TEST_REPOSITORY}:${TEST_TAG}`,
+    ...(i === 0 ? { aliases: aliasHosts(ACCOUNT, region) } : {}),
   }));
+  // ECR Public: accepts the newest token the ECR proxy handed out for it
+  // (kept under "ecr-public", ecr_proxy.ts's ECR_PUBLIC, where ECR's are under their region).
+  registries.push({
+    host: ECR_PUBLIC_HOST,
+    address: addrs[REGIONS.length + 3],
+    region: "ecr-public",
+    dir: `${dir}/registry-public`,
+    image: `${ECR_PUBLIC_HOST}/${TEST_REPOSITORY}:${TEST_TAG}`,
+  });
   const other: OtherRegistry = {
     host: OTHER_HOST,
     address: addrs[REGIONS.length],
@@ -563,7 +580,9 @@ export async function startNode(o: NodeOptions): Promise<Node> {
     password: `other-${crypto.randomUUID()}`,
   };
   const hosts: Record<string, string> = {};
-  for (const r of [...registries, other]) hosts[r.host] = r.address;
+  for (const r of [...registries, other]) {
+    for (const h of [r.host, ...r.aliases ?? []]) hosts[h] = r.address;
+  }
   const awsNames = REGIONS.flatMap((r) => [`api.ecr.${r}.amazonaws.com`, `sts.${r}.amazonaws.com`]);
   for (const n of [...awsNames, "sts.amazonaws.com"]) hosts[n] = ecrApiAddress;
   for (const n of ["kubernetes.default.svc", "kubernetes.default", "kubernetes"]) {
@@ -659,11 +678,10 @@ export async function startNode(o: NodeOptions): Promise<Node> {
 
     // containerd's registry configuration: the test CA for every registry host.
     for (const r of [...registries, other]) {
-      await Deno.mkdir(`${dir}/certs.d/${r.host}`, { recursive: true });
-      await Deno.writeTextFile(
-        `${dir}/certs.d/${r.host}/hosts.toml`,
-        hostsToml(r.host, pki.caCert),
-      );
+      for (const h of [r.host, ...r.aliases ?? []]) {
+        await Deno.mkdir(`${dir}/certs.d/${h}`, { recursive: true });
+        await Deno.writeTextFile(`${dir}/certs.d/${h}/hosts.toml`, hostsToml(h, pki.caCert));
+      }
     }
     await Deno.writeTextFile(`${dir}/cni/10-loopback.conflist`, CNI_CONFLIST);
     await Deno.mkdir(`${dir}/cni-bin`);

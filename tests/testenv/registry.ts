@@ -35,11 +35,17 @@ export interface RegistryInfo {
   host: string;
   /** Loopback address it listens on, port 443. */
   address: string;
-  /** The ECR region whose tokens it accepts; absent for the other registry. */
+  /** The ECR region whose tokens it accepts ("ecr-public" for ECR Public's); absent for the other registry. */
   region?: string;
   dir: string;
   /** `<host>/kubeecr-test/hello:1` */
   image: string;
+  /**
+   * Other names of the same registry (its FIPS and dual-stack hosts): in its
+   * certificate, the node's /etc/hosts and containerd's certs.d, so a pod can
+   * pull `<alias>/kubeecr-test/hello:1` with the `auths` entry of that name.
+   */
+  aliases?: string[];
 }
 
 export interface OtherRegistry extends RegistryInfo {
@@ -153,6 +159,7 @@ export async function prepareRegistry(
   await Deno.mkdir(`${info.dir}/storage`, { recursive: true });
   const cert = await servingCert(info.dir, "serving", [
     `DNS:${info.host}`,
+    ...(info.aliases ?? []).map((a) => `DNS:${a}`),
     `IP:${info.address}`,
   ], ca);
   const pushPassword = crypto.randomUUID();

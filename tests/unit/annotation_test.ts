@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
-import { hostFor, parseAnnotation, type Registry } from "../../lib/core/annotation.ts";
+import {
+  findPartition,
+  hostFor,
+  hostProblem,
+  parseAnnotation,
+  type Registry,
+} from "../../lib/core/annotation.ts";
 import { AnnotationError } from "../../lib/core/errors.ts";
+import type { SdkPartition } from "../../lib/core/partitions.ts";
+import { tokenKeyOf } from "../../lib/core/tokens.ts";
 import { INVALID, VALID } from "../annotation_cases.ts";
 import { sdkPartitions } from "../tools/sandbox_hosts.ts";
 
@@ -9,6 +17,7 @@ const EXAMPLE = "expected <12-digit account>/<region>[,<account>/<region>...], "
   "e.g. 123456789012/us-west-2";
 
 const reg = (account: string, region: string, suffix = "amazonaws.com"): Registry => ({
+  source: "ecr",
   account,
   region,
   host: `${account}.dkr.ecr.${region}.${suffix}`,
@@ -193,4 +202,111 @@ Deno.test("every region the AWS SDK knows parses, its registry host under its pa
     }
   }
   assert.ok(regions > 30, `only ${regions} regions in the SDK's table`);
+});
+
+// Issue 17: ECR Public and complete registry hosts.
+Deno.test("public.ecr.aws and complete hosts become registries under exactly that host", async (t) => {
+  const host = (h: string, account: string, region: string): Registry => ({
+    source: "ecr",
+    account,
+    region,
+    host: h,
+  });
+  const PUBLIC: Registry = {
+    source: "ecr-public",
+    account: "",
+    region: "us-east-1",
+    host: "public.ecr.aws",
+  };
+  const cases: [string, string, Registry[]][] = [
+    ["ECR Public", "public.ecr.aws", [PUBLIC]],
+    [
+      "FIPS",
+      "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com",
+      [host("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com", "123456789012", "us-east-1")],
+    ],
+    [
+      "dual-stack",
+      "123456789012.dkr-ecr.us-west-2.on.aws",
+      [host("123456789012.dkr-ecr.us-west-2.on.aws", "123456789012", "us-west-2")],
+    ],
+    [
+      "FIPS dual-stack in GovCloud",
+      "123456789012.dkr-ecr-fips.us-gov-west-1.on.aws",
+      [host("123456789012.dkr-ecr-fips.us-gov-west-1.on.aws", "123456789012", "us-gov-west-1")],
+    ],
+    [
+      "the default host written out equals its account/region item: one entry",
+      "123456789012/us-west-2, 123456789012.dkr.ecr.us-west-2.amazonaws.com",
+      [reg("123456789012", "us-west-2")],
+    ],
+    [
+      "ECR Public listed twice: one entry",
+      "public.ecr.aws,123456789012/us-west-2,public.ecr.aws",
+      [PUBLIC, reg("123456789012", "us-west-2")],
+    ],
+  ];
+  for (const [name, value, want] of cases) {
+    await t.step(name, () => assert.deepEqual(parseAnnotation(KEY, value), want));
+  }
+});
+
+Deno.test("every region the AWS SDK knows: its four host forms parse, a wrong domain says which is right", async () => {
+  const partitions = await sdkPartitions();
+  let checked = 0;
+  for (const p of partitions) {
+    const { dnsSuffix, dualStackDnsSuffix } = p.outputs;
+    const dual = dualStackDnsSuffix.replace(/^api\./, "on.");
+    for (const region of Object.keys(p.regions).filter((r) => !r.endsWith("-global"))) {
+      // The grammar finds a region's partition by regionRegex alone: it must
+      // agree with the SDK's list.
+      assert.equal(findPartition(region)?.id, p.id, region);
+      for (
+        const h of [
+          `123456789012.dkr.ecr.${region}.${dnsSuffix}`,
+          `123456789012.dkr.ecr-fips.${region}.${dnsSuffix}`,
+          `123456789012.dkr-ecr.${region}.${dual}`,
+          `123456789012.dkr-ecr-fips.${region}.${dual}`,
+        ]
+      ) {
+        checked++;
+        const [got] = parseAnnotation(KEY, h);
+        assert.deepEqual(got, { source: "ecr", account: "123456789012", region, host: h });
+        assert.equal(tokenKeyOf(got).partition, p.id, h);
+      }
+      const wrong = `123456789012.dkr.ecr.${region}.example.com`;
+      assert.match(
+        hostProblem(wrong) ?? "",
+        new RegExp(`write 123456789012\\.dkr\\.ecr\\.${region}\\.`),
+      );
+    }
+  }
+  assert.ok(checked > 120, `${checked} hosts`);
+});
+
+Deno.test("hostProblem: a partition without FIPS or dual-stack refuses those hosts and names the standard one", () => {
+  const table: SdkPartition[] = [{
+    id: "aws-test",
+    regionRegex: "^zz\\-\\w+\\-\\d+$",
+    dnsSuffix: "example.test",
+    dualStackDomain: "on.example.test",
+    supportsFIPS: false,
+    supportsDualStack: false,
+  }];
+  assert.equal(hostProblem("123456789012.dkr.ecr.zz-east-1.example.test", table), undefined);
+  assert.equal(
+    hostProblem("123456789012.dkr.ecr-fips.zz-east-1.example.test", table),
+    "partition aws-test has no FIPS endpoints (the AWS SDK's data): write " +
+      "123456789012.dkr.ecr.zz-east-1.example.test",
+  );
+  assert.equal(
+    hostProblem("123456789012.dkr-ecr.zz-east-1.on.example.test", table),
+    "partition aws-test has no dual-stack endpoints (the AWS SDK's data): write " +
+      "123456789012.dkr.ecr.zz-east-1.example.test",
+  );
+  assert.equal(
+    hostProblem("123456789012.dkr.ecr.us-west-2.amazonaws.com", table),
+    'region "us-west-2" is not in any partition the AWS SDK knows (aws-test): check the ' +
+      "region's spelling",
+  );
 });

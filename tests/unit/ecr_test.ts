@@ -30,11 +30,15 @@ interface Fetched {
   message?: string;
 }
 
-async function fetchToken(env: Record<string, string>, permissions = "-P=local"): Promise<Fetched> {
+async function fetchToken(
+  env: Record<string, string>,
+  permissions = "-P=local",
+  args: string[] = [],
+): Promise<Fetched> {
   const noFiles = await Deno.makeTempFile();
   try {
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", permissions, FETCH],
+      args: ["run", "--quiet", permissions, FETCH, ...args],
       cwd: REPO,
       clearEnv: true,
       env: {
@@ -142,6 +146,19 @@ Deno.test("the sandbox refusing the ECR endpoint: the host and the allowed list,
       assert.doesNotMatch(got.message!, INTERNALS);
     });
   }
+});
+
+Deno.test("the sandbox refusing ECR Public's endpoint: its variable, and its us-east-1 hosts among the allowed", async () => {
+  const got = await fetchToken(
+    { ...KEYS, AWS_ENDPOINT_URL_ECR_PUBLIC: "http://127.0.0.1:9" },
+    "-P=cronjob",
+    ["us-east-1", "ecr-public"],
+  );
+  assert.match(got.message!, /^ECR Public GetAuthorizationToken in us-east-1 failed: /);
+  assert.match(got.message!, /the sandbox refused a connection to 127\.0\.0\.1:9/);
+  assert.match(got.message!, /allowed hosts: .*api\.ecr-public\.us-east-1\.amazonaws\.com:443/);
+  assert.match(got.message!, /point AWS_ENDPOINT_URL_ECR_PUBLIC \/ AWS_ENDPOINT_URL at an allowed/);
+  assert.doesNotMatch(got.message!, INTERNALS);
 });
 
 Deno.test("sandboxAdvice keeps the allowed list short: this region's hosts and the non-AWS ones", () => {

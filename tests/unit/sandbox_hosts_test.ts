@@ -3,7 +3,7 @@
 // `deno task sandbox-hosts` has rewritten deno.json.
 
 import assert from "node:assert/strict";
-import { FIXED_HOSTS, sandboxNet, sdkPartitions } from "../tools/sandbox_hosts.ts";
+import { FIXED_HOSTS, generatedFiles, sandboxNet, sdkPartitions } from "../tools/sandbox_hosts.ts";
 
 const config = JSON.parse(
   await Deno.readTextFile(new URL("../../deno.json", import.meta.url)),
@@ -68,4 +68,20 @@ Deno.test("cronjob net: the hosts the SDK uses by default are in, look-alikes ar
       "sts.amazonaws.com:46100",
     ]
   ) assert.ok(!net.includes(host), host);
+});
+
+Deno.test("cronjob net: ECR Public's API hosts in us-east-1, its one region, and no other region's", () => {
+  const publicHosts = net.filter((e) => e.includes("ecr-public"));
+  assert.deepEqual(publicHosts, [
+    "api.ecr-public-fips.us-east-1.amazonaws.com:443",
+    "api.ecr-public-fips.us-east-1.api.aws:443",
+    "api.ecr-public.us-east-1.amazonaws.com:443",
+    "ecr-public.us-east-1.api.aws:443",
+  ]);
+});
+
+Deno.test("the partition table of the grammar and the admission policy's copy are the SDK's", async () => {
+  for (const { path, text, updated } of await generatedFiles()) {
+    assert.equal(text, updated, `${path.pathname} is stale: run deno task sandbox-hosts`);
+  }
 });

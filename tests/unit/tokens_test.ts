@@ -11,6 +11,7 @@ import {
 import { sdkPartitions } from "../tools/sandbox_hosts.ts";
 
 const reg = (account: string, region: string): Registry => ({
+  source: "ecr",
   account,
   region,
   host: hostFor(account, region),
@@ -109,4 +110,23 @@ Deno.test("tokenKeyOf: every region the AWS SDK knows is in the SDK's partition"
     }
   }
   assert.ok(regions > 30, `only ${regions} regions in the SDK's table`);
+});
+
+Deno.test("tokenKeyOf: public.ecr.aws is ECR Public's one key in us-east-1; a FIPS or dual-stack host shares its region's ECR key", () => {
+  const pub = {
+    source: "ecr-public" as const,
+    account: "",
+    region: "us-east-1",
+    host: "public.ecr.aws",
+  };
+  assert.equal(keyString(tokenKeyOf(pub)), "ecr-public/aws/us-east-1");
+  assert.notEqual(
+    keyString(tokenKeyOf(pub)),
+    keyString(tokenKeyOf(reg("111111111111", "us-east-1"))),
+  );
+  const fips = {
+    ...reg("111111111111", "us-west-2"),
+    host: "111111111111.dkr-ecr-fips.us-west-2.on.aws",
+  };
+  assert.equal(keyString(tokenKeyOf(fips)), WEST);
 });
