@@ -13,7 +13,7 @@ import {
   parseStatus,
   statusKey,
 } from "./core/due.ts";
-import { EXPIRES_AT, REFRESHED_AT } from "./core/status.ts";
+import { EXPIRES_AT, REFRESHED_AT, RENEW_REQUESTED } from "./core/status.ts";
 import { formatDuration, formatTime, parseTime } from "./core/time.ts";
 import type { SecretStore, StoredData, StoredSecret } from "./core/store.ts";
 import type { EventReason } from "./core/events.ts";
@@ -88,10 +88,12 @@ export async function writeSecret(
           sha256: fingerprint(text),
         }]),
       );
-      const annotations = {
+      const annotations: Record<string, string | null> = {
         [REFRESHED_AT]: formatTime(opts.now),
         [EXPIRES_AT]: formatTime(expiresAt),
         [key]: formatStatus(status),
+        // `kubeecr renew` asked for this write: it is done (removed with the data, in one patch).
+        ...(current.annotations[RENEW_REQUESTED] !== undefined ? { [RENEW_REQUESTED]: null } : {}),
       };
       const result = await store.patch(ref, {
         resourceVersion: current.resourceVersion,
@@ -255,7 +257,8 @@ function entriesOrNone(dockerConfig: Uint8Array | undefined, hosts: string[]): M
 export function storedDifference(
   stored: StoredData,
   written: Map<string, string>,
-  annotations: Record<string, string>,
+  /** What was sent; null = removed. */
+  annotations: Record<string, string | null>,
 ): string | undefined {
   const problems: string[] = [];
   const entries = entriesOrNone(stored.dockerConfig, [...written.keys()]);
@@ -265,7 +268,9 @@ export function storedDifference(
     else if (got !== text) problems.push(`another entry for ${host}`);
   }
   for (const [name, value] of Object.entries(annotations)) {
-    if (stored.annotations[name] !== value) problems.push(`another ${name} annotation`);
+    if (stored.annotations[name] !== (value ?? undefined)) {
+      problems.push(value === null ? `still a ${name} annotation` : `another ${name} annotation`);
+    }
   }
   return problems.length > 0 ? problems.join(", ") : undefined;
 }

@@ -5,6 +5,7 @@
 import { parseAnnotation, type Registry } from "./annotation.ts";
 import { readEcrEntries } from "./dockerconfig.ts";
 import { decide, type DueReason, fingerprint, statusKey } from "./due.ts";
+import { RENEW_REQUESTED } from "./status.ts";
 import { AnnotationError, DockerConfigError } from "./errors.ts";
 import type { StoredSecret } from "./store.ts";
 import type { EventReason } from "./events.ts";
@@ -45,6 +46,7 @@ export function assess(secret: StoredSecret, opts: AssessOptions): Assessment {
     hosts: registries.map((r) => r.host),
     entries: new Map([...entries].map(([host, text]) => [host, fingerprint(text)])),
     status: secret.annotations[statusKey(opts.annotation)],
+    renewRequested: secret.annotations[RENEW_REQUESTED],
     now: opts.now,
     refreshWindowMs: opts.refreshWindowMs,
     force: opts.force,
