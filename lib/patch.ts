@@ -3,8 +3,9 @@
 // overwritten: on 409 the Secret is read again, merged again and retried.
 
 import type { Registry } from "./core/annotation.ts";
+import { entriesOrNone, vouchedRecords } from "./core/assess.ts";
 import { DockerConfigError, KubeEcrError, type SecretRef } from "./core/errors.ts";
-import { type EcrCredential, readEcrEntries, setEcrEntries } from "./core/dockerconfig.ts";
+import { type EcrCredential, setEcrEntries } from "./core/dockerconfig.ts";
 import {
   capExpiry,
   fingerprint,
@@ -221,33 +222,6 @@ function replacedExpiries(current: StoredSecret, statusAnnotation: string): Map<
     if (at) out.set(host, at);
   }
   return out;
-}
-
-/**
- * The records of this installation's status that the data still vouches
- * for: the host's entry is the one the record fingerprints.
- */
-function vouchedRecords(
-  dockerConfig: Uint8Array | undefined,
-  status: Map<string, HostStatus>,
-): Map<string, HostStatus> {
-  const entries = entriesOrNone(dockerConfig, [...status.keys()]);
-  return new Map(
-    [...status].filter(([host, recorded]) => {
-      const text = entries.get(host);
-      return text !== undefined && fingerprint(text) === recorded.sha256;
-    }),
-  );
-}
-
-/** The hosts' entries, or none when the data cannot be read: then it vouches for nothing. */
-function entriesOrNone(dockerConfig: Uint8Array | undefined, hosts: string[]): Map<string, string> {
-  try {
-    return readEcrEntries(dockerConfig, hosts);
-  } catch (err) {
-    if (err instanceof DockerConfigError) return new Map();
-    throw err;
-  }
 }
 
 /**

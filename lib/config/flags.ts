@@ -306,6 +306,17 @@ function parseNamespace(raw: string): string {
   return raw;
 }
 
+/** "<namespace>/<name>" of an object, checked as the API server would. */
+export function parseObjectRef(raw: string): { namespace: string; name: string } {
+  const [namespace, name, ...rest] = raw.split("/");
+  if (name === undefined || rest.length > 0) throw new Invalid("is not <namespace>/<name>");
+  parseNamespace(namespace);
+  if (name.length > 253 || !DNS_SUBDOMAIN.test(name)) {
+    throw new Invalid(`${JSON.stringify(name)} is not a valid object name`);
+  }
+  return { namespace, name };
+}
+
 // Kubernetes rules for annotation keys (apimachinery IsQualifiedName), with
 // the prefix made mandatory: an unprefixed key is easy to collide with.
 function parseAnnotationKey(raw: string): string {

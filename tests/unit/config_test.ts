@@ -414,6 +414,9 @@ Deno.test("ENV_VARS lists every variable parseConfig reads", () => {
     "KUBEECR_PROXY",
     "KUBEECR_KUBECONFIG",
     "KUBEECR_CONTEXT",
+    // kubeecr status, kubeecr renew
+    "KUBEECR_OUTPUT",
+    "KUBEECR_CRONJOB",
     "KUBECONFIG",
     "KUBERNETES_SERVICE_HOST",
     "KUBERNETES_SERVICE_PORT",
