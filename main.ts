@@ -243,11 +243,9 @@ async function operate(
     // No cluster access (no kubeconfig, no answer, 401, the first list refused): exit 2.
     const cannotStart = !connected || err instanceof DiscoveryError ||
       (api instanceof KubeApiError && api.isAccessProblem);
+    const { userMessage } = await import("./lib/renew.ts");
     log.error(cannotStart ? "cannot use the Kubernetes API" : `kubeecr ${parsed.kind} failed`, {
-      error: describeError(err),
-      ...(api instanceof KubeApiError && api.status === 403
-        ? { rbac: `kubeecr ${parsed.kind} runs as you: see README, "Who may run status and renew"` }
-        : {}),
+      error: userMessage(err, parsed.kind),
     });
     return cannotStart ? EXIT_CANNOT_START : EXIT_FAILED;
   }

@@ -6,7 +6,8 @@
 import type { RenewConfig } from "./config.ts";
 import { describeError, KubeEcrError, refString, type SecretRef } from "./core/errors.ts";
 import { RENEW_REQUESTED } from "./core/status.ts";
-import type { SecretStore, StoredSecret } from "./core/store.ts";
+import { KubeApiError, type SecretStore, type StoredSecret } from "./core/store.ts";
+import { DiscoveryError } from "./discover.ts";
 import { formatTime } from "./core/time.ts";
 import { DOCKER_CONFIG_TYPE } from "./kube/secrets.ts";
 import type { Logger } from "./log.ts";
@@ -91,7 +92,7 @@ export async function renew(opts: RenewOptions, deps: RenewDeps): Promise<number
     } catch (err) {
       if (!(err instanceof KubeEcrError)) throw err;
       log.error("cannot start a run", {
-        error: describeError(err),
+        error: userMessage(err, "renew"),
         note: "the Secrets stay marked: the CronJob's next run refreshes them",
       });
       return EXIT_FAILED;
@@ -125,7 +126,7 @@ async function markOne(
       }
       if (result.kind === "gone") return "deleted meanwhile";
     } catch (err) {
-      if (err instanceof KubeEcrError) return err.message;
+      if (err instanceof KubeEcrError) return userMessage(err, "renew");
       throw err;
     }
     current = await store.get(current);
@@ -140,4 +141,18 @@ function describeScope(opts: RenewOptions): string {
     ? `in namespace ${opts.namespaces.join(", ")}`
     : "in any namespace";
   return opts.selector ? `${where}, with labels ${opts.selector}` : where;
+}
+
+/**
+ * An error's message as the user who ran status or renew should read it: a
+ * 403 names what this user lacks (the run's own hint speaks of KubeECR's
+ * identity, which is not the one asking here).
+ */
+export function userMessage(err: KubeEcrError, command: "status" | "renew"): string {
+  const api = err instanceof DiscoveryError ? err.error : err;
+  if (!(api instanceof KubeApiError) || api.status !== 403) return describeError(err);
+  return `${api.operation} ${KubeApiError.describeTarget(api.target)}: HTTP 403${
+    api.serverMessage ? `: ${api.serverMessage}` : ""
+  }; kubeecr ${command} runs as you: see README, "Who may run status and renew" ` +
+    "(examples/operators)";
 }

@@ -8,12 +8,13 @@
  */
 
 import assert from "node:assert/strict";
-import { freshNamespace, kubectl, testEnv } from "../testenv/connect.ts";
+import { freshNamespace, kubectl, testEnv, writeKubeconfig } from "../testenv/connect.ts";
 import { startEcrProxy } from "../testenv/ecr_proxy.ts";
 import { auditRecords, createSecret, readSecret, runKubeecr, STATUS } from "./cli.ts";
 
 const env = await testEnv();
 const RENEW = "kubeecr.deft.com/renew-requested-at";
+const REPO = new URL("../../", import.meta.url).pathname;
 
 /** The audit records of requests KubeECR made (its User-Agent) from record `from` on. */
 async function kubeecrRequests(from: number) {
@@ -310,5 +311,113 @@ Deno.test("renew --now: a Job made from the CronJob as `kubectl create job --fro
     assert.match(noCron.stdout, /stay marked/);
   } finally {
     await kubectl(env, ["delete", "namespace", ns, "--wait=false"]);
+  }
+});
+
+Deno.test("examples/operators: its roles are what status, renew and renew --now need, and renew without them says so", async () => {
+  const ns = await freshNamespace(env, "operators");
+  const home = await freshNamespace(env, "operators-kubeecr");
+  try {
+    await createSecret(env, ns, { name: "a", registries: "123456789012/us-west-2" });
+    await kubectl(env, [
+      "-n",
+      home,
+      "create",
+      "cronjob",
+      "kubeecr",
+      "--image=ghcr.io/deft/kubeecr:test",
+      "--schedule=7 * * * *",
+    ]);
+    await kubectl(env, [
+      "-n",
+      home,
+      "patch",
+      "cronjob",
+      "kubeecr",
+      "-p",
+      '{"spec":{"suspend":true}}',
+    ]);
+    // The example as a user applies it, its Role moved to this test's KubeECR namespace.
+    const rendered = await kubectl(env, ["kustomize", `${REPO}examples/operators`]);
+    await kubectl(
+      env,
+      ["apply", "-f", "-"],
+      rendered.replace(/namespace: kubeecr$/m, `namespace: ${home}`),
+    );
+    const user = async (name: string, bind: (sa: string) => string[][]) => {
+      await kubectl(env, ["-n", ns, "create", "serviceaccount", name]);
+      for (const args of bind(`${ns}:${name}`)) await kubectl(env, args);
+      const token = (await kubectl(env, ["-n", ns, "create", "token", name])).trim();
+      return await writeKubeconfig(env, { token });
+    };
+    const operator = await user("operator", (sa) => [
+      [
+        "-n",
+        ns,
+        "create",
+        "rolebinding",
+        "op-status",
+        "--clusterrole=kubeecr-status",
+        `--serviceaccount=${sa}`,
+      ],
+      [
+        "-n",
+        ns,
+        "create",
+        "rolebinding",
+        "op-renew",
+        "--clusterrole=kubeecr-renew",
+        `--serviceaccount=${sa}`,
+      ],
+      [
+        "-n",
+        home,
+        "create",
+        "rolebinding",
+        "op-now",
+        "--role=kubeecr-renew-now",
+        `--serviceaccount=${sa}`,
+      ],
+    ]);
+    const viewer = await user("viewer", (sa) => [
+      [
+        "-n",
+        ns,
+        "create",
+        "rolebinding",
+        "viewer-status",
+        "--clusterrole=kubeecr-status",
+        `--serviceaccount=${sa}`,
+      ],
+    ]);
+    const as = (kubeconfig: string) => ({ env: { KUBECONFIG: kubeconfig } });
+
+    const status = await runKubeecr(env, ["status", "-n", ns, "-o", "json"], as(viewer));
+    assert.equal(status.code, 1, status.stdout + status.stderr);
+    assert.equal((JSON.parse(status.stdout) as Row[])[0].reason, "never-refreshed");
+    const refused = await runKubeecr(env, ["renew", `${ns}/a`], as(viewer));
+    assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+    assert.match(refused.stdout, /HTTP 403/);
+    assert.match(refused.stdout, /runs as you: see README, \\"Who may run status and renew\\"/);
+    assert.doesNotMatch(refused.stdout, /kubeecr identity/, "the run's hint is not for this user");
+
+    const renew = await runKubeecr(
+      env,
+      ["renew", "-n", ns, "--now", "--cronjob", `${home}/kubeecr`],
+      as(operator),
+    );
+    assert.equal(renew.code, 0, renew.stdout + renew.stderr);
+    assert.ok((await readSecret(env, ns, "a")).metadata!.annotations![RENEW]);
+    const jobs = JSON.parse(await kubectl(env, ["-n", home, "get", "jobs", "-o", "json"])).items;
+    assert.equal(jobs.length, 1);
+  } finally {
+    await kubectl(env, ["delete", "namespace", ns, home, "--wait=false"]);
+    await kubectl(env, [
+      "delete",
+      "clusterrole",
+      "kubeecr-status",
+      "kubeecr-renew",
+      "--ignore-not-found",
+    ]);
   }
 });
