@@ -99,7 +99,7 @@ export async function renew(opts: RenewOptions, deps: RenewDeps): Promise<number
     }
   } else if (marked > 0) {
     log.info("the next run refreshes them", {
-      now: `kubeecr renew ... --now, or kubectl -n ${opts.cronjob.namespace} create job ` +
+      "to-run-now": `kubeecr renew ... --now, or kubectl -n ${opts.cronjob.namespace} create job ` +
         `--from=cronjob/${opts.cronjob.name} <name>`,
     });
   }

@@ -57,8 +57,8 @@ Each run finds Secrets of type kubernetes.io/dockerconfigjson carrying the annot
 per region and writes it into each Secret's .dockerconfigjson, keeping every other
 registry in it. Secrets whose token is not about to expire are skipped.
 
-Flags (every flag except --help and --version can also be set by its environment
-variable; a flag given on the command line wins over the variable):
+Flags (every flag except --help, --version and renew's --all and --now can also be set
+by its environment variable; a flag given on the command line wins over the variable):
 
 ${rows.join("\n")}
 
