@@ -4,7 +4,7 @@
 // only: no write, no Event, no AWS call.
 
 import type { StatusConfig } from "./config.ts";
-import { discover } from "./discover.ts";
+import { discover, type DiscoverOptions } from "./discover.ts";
 import { refString } from "./core/errors.ts";
 import {
   byAttention,
@@ -28,15 +28,8 @@ export interface StatusDeps {
   now: () => Date;
 }
 
-export type StatusOptions = Pick<
-  StatusConfig,
-  | "annotation"
-  | "namespaces"
-  | "excludeNamespaces"
-  | "selector"
-  | "namespaceSelector"
-  | "refreshWindowMs"
->;
+/** What discover() is told, and the window the due decision uses. */
+export type StatusOptions = DiscoverOptions & Pick<StatusConfig, "refreshWindowMs">;
 
 /** Every annotated Secret in scope, what needs attention first; `incomplete` when a namespace could not be listed. */
 export async function statusRows(

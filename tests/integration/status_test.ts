@@ -119,7 +119,7 @@ Deno.test("status: every state, what needs attention first, JSON and table, exit
     );
     assert.match(
       lines[4],
-      /\(in 2h5\dm\)|\(in 3h0m\)|\(in 2h\d+m\)/,
+      /expiring .*\S+Z \(in 2h5\dm\)/,
       "expiry as a time and 'in …'",
     );
     assert.match(lines[5], /fresh\s+-\s+\S+Z \(in 1[12]h\d+m\)/);
