@@ -236,7 +236,6 @@ async function operate(
       now,
     });
   } catch (err) {
-    if (!(err instanceof KubeEcrError)) throw err;
     const { DiscoveryError } = await import("./lib/discover.ts");
     const { KubeApiError } = await import("./lib/core/store.ts");
     const api = err instanceof DiscoveryError ? err.error : err;
@@ -246,6 +245,7 @@ async function operate(
     const { userMessage } = await import("./lib/renew.ts");
     log.error(cannotStart ? "cannot use the Kubernetes API" : `kubeecr ${parsed.kind} failed`, {
       error: userMessage(err, parsed.kind),
+      ...(err instanceof KubeEcrError ? {} : { kind: "unexpected" }),
     });
     return cannotStart ? EXIT_CANNOT_START : EXIT_FAILED;
   }

@@ -148,7 +148,7 @@ function describeScope(opts: RenewOptions): string {
  * 403 names what this user lacks (the run's own hint speaks of KubeECR's
  * identity, which is not the one asking here).
  */
-export function userMessage(err: KubeEcrError, command: "status" | "renew"): string {
+export function userMessage(err: unknown, command: "status" | "renew"): string {
   const api = err instanceof DiscoveryError ? err.error : err;
   if (!(api instanceof KubeApiError) || api.status !== 403) return describeError(err);
   return `${api.operation} ${KubeApiError.describeTarget(api.target)}: HTTP 403${

@@ -227,6 +227,16 @@ Deno.test("renew: what cannot be marked exits 1 and says why; a request that nam
     const none = await runKubeecr(env, ["renew", "-n", ns]);
     assert.equal(none.code, 1);
     assert.match(none.stdout, /nothing to mark/);
+    // No cluster: exit 2, for status (its log on stderr) and for renew (on stdout).
+    const lost = await runKubeecr(env, ["status", "--kubeconfig", `${env.dir}/no-such-kubeconfig`]);
+    assert.equal(lost.code, 2, lost.stdout + lost.stderr);
+    assert.match(lost.stderr, /cannot use the Kubernetes API.*no-such-kubeconfig/);
+    assert.equal(lost.stdout, "", "no table when nothing could be listed");
+    const closed = await runKubeecr(env, ["renew", "--all", "--request-timeout", "1s"], {
+      env: { KUBECONFIG: await writeKubeconfig(env, { token: "x" }, "https://127.0.0.1:1") },
+    });
+    assert.equal(closed.code, 2, closed.stdout + closed.stderr);
+    assert.match(closed.stdout, /cannot use the Kubernetes API/);
     for (
       const [args, text] of [
         [["renew"], /say which Secrets to mark/],
