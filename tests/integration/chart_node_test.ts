@@ -167,6 +167,26 @@ Deno.test("the chart as helm template renders it: renew --now runs its CronJob's
     await createPod(env, tenant, { name: "pull", image: node.image, pullSecrets: ["ecr-pull"] });
     assert.deepEqual(await podOutcome(env, tenant, "pull"), { state: "Running" });
   } finally {
+    // The pod and the Job's pods gone before the namespaces: nothing of this test runs on at teardown.
+    await kubectl(env, [
+      "-n",
+      tenant,
+      "delete",
+      "pod",
+      "pull",
+      "--ignore-not-found",
+      "--grace-period=0",
+      "--wait=true",
+    ]);
+    await kubectl(env, [
+      "-n",
+      RELEASE,
+      "delete",
+      "jobs",
+      "--all",
+      "--cascade=foreground",
+      "--wait=true",
+    ]);
     await kubectl(env, ["delete", "namespace", tenant, "--wait=false"]);
     await kubectl(
       env,
