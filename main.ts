@@ -6,7 +6,7 @@
 // 2 the run could not start.
 
 import denoJson from "./deno.json" with { type: "json" };
-import { type Config, ENV_VARS, parseConfig, proxyHost } from "./lib/config.ts";
+import { type Config, ENV_VARS, parseConfig, type ParsedArgs, proxyHost } from "./lib/config.ts";
 import { type CaBundle, credentialHints, EcrTokenSource } from "./lib/aws/ecr.ts";
 import { ServerClock } from "./lib/core/clock.ts";
 import { ConfigError, describeError, KubeEcrError } from "./lib/core/errors.ts";
@@ -158,6 +158,99 @@ function handleSignals(log: Logger) {
   return { stop: stop.signal, hardStop: hardStop.signal };
 }
 
+/** The Kubernetes API as the flags say, on the API server's clock. */
+async function connect(config: Config, log: Logger, budget: AbortSignal) {
+  // Loaded only now, so --help, --version and flag errors answer at once.
+  const { KubeApi } = await import("./lib/kube/transport.ts");
+  const { loadClusterAccess } = await import("./lib/kube/kubeconfig.ts");
+  const clock = new ServerClock(
+    Date.now,
+    (skew) =>
+      log.warn("this machine's clock differs from the API server's; judging by the server's", {
+        ...skew,
+        fix: "synchronise the node's clock (NTP)",
+      }),
+  );
+  const access = await loadClusterAccess(config.kube);
+  // --proxy, the installation's choice, wins over a kubeconfig's proxy-url.
+  if (config.proxy) access.proxyUrl = config.proxy;
+  const api = new KubeApi(access, {
+    ...config,
+    onDate: (date) => clock.observe(date),
+    budget,
+    onRetry: (what, attempt, delayMs, why) =>
+      log.warn("retrying", { request: what, attempt, "wait-ms": delayMs, why }),
+    onSecret: (secret) => log.redact(secret),
+    onWarning: (message) => log.warn(message),
+  });
+  return { api, clock };
+}
+
+/**
+ * `kubeecr status` and `kubeecr renew`: the cluster as for a run, no AWS.
+ * status prints its table (or JSON) on stdout and logs on stderr; renew logs
+ * what it marked on stdout. Exit 2 when the cluster cannot be used at all.
+ */
+async function operate(
+  parsed: Extract<ParsedArgs, { kind: "status" | "renew" }>,
+): Promise<number> {
+  const { config } = parsed;
+  const log = new Logger({
+    format: "text",
+    level: config.logLevel,
+    write: parsed.kind === "status" ? stderrLine : stdoutLine,
+  });
+  if (config.kube.mode === "in-cluster") dropProxyVariables(log);
+  const budget = AbortSignal.timeout(config.timeoutMs);
+  let connected = false;
+  try {
+    const { KubeSecretStore } = await import("./lib/kube/secrets.ts");
+    const { api, clock } = await connect(config, log, budget);
+    connected = true;
+    const store = new KubeSecretStore(api, () => clock.now());
+    const now = () => clock.now();
+    if (parsed.kind === "status") {
+      const { latestEvents } = await import("./lib/kube/events.ts");
+      const { statusExitCode, statusJson, statusRows, statusTable } = await import(
+        "./lib/status.ts"
+      );
+      const result = await statusRows(parsed.config, {
+        store,
+        latestEvents: (ns) => latestEvents(api, ns),
+        log,
+        now,
+      });
+      stdoutLine(
+        parsed.config.output === "json"
+          ? statusJson(result.rows)
+          : statusTable(result.rows, clock.now()),
+      );
+      return statusExitCode(result);
+    }
+    const { createJobFromCronJob } = await import("./lib/kube/jobs.ts");
+    const { renew } = await import("./lib/renew.ts");
+    return await renew(parsed.config, {
+      store,
+      createJob: (cronjob) => createJobFromCronJob(api, cronjob),
+      log,
+      now,
+    });
+  } catch (err) {
+    const { DiscoveryError } = await import("./lib/discover.ts");
+    const { KubeApiError } = await import("./lib/core/store.ts");
+    const api = err instanceof DiscoveryError ? err.error : err;
+    // No cluster access (no kubeconfig, no answer, 401, the first list refused): exit 2.
+    const cannotStart = !connected || err instanceof DiscoveryError ||
+      (api instanceof KubeApiError && api.isAccessProblem);
+    const { userMessage } = await import("./lib/renew.ts");
+    log.error(cannotStart ? "cannot use the Kubernetes API" : `kubeecr ${parsed.kind} failed`, {
+      error: userMessage(err, parsed.kind),
+      ...(err instanceof KubeEcrError ? {} : { kind: "unexpected" }),
+    });
+    return cannotStart ? EXIT_CANNOT_START : EXIT_FAILED;
+  }
+}
+
 const stdoutLine = lineWriter(Deno.stdout);
 const stderrLine = lineWriter(Deno.stderr);
 
@@ -165,6 +258,7 @@ async function main(): Promise<number> {
   let config: Config;
   try {
     const parsed = parseConfig(Deno.args, readEnv(), denoJson.version);
+    if (parsed.kind === "status" || parsed.kind === "renew") return await operate(parsed);
     if (parsed.kind !== "run") {
       stdoutLine(parsed.text);
       return 0;
@@ -193,30 +287,8 @@ async function main(): Promise<number> {
   const budget = AbortSignal.any([AbortSignal.timeout(config.timeoutMs), signals.hardStop]);
   let started = false;
   try {
-    // Loaded only now, so --help, --version and flag errors answer at once.
-    const { KubeApi } = await import("./lib/kube/transport.ts");
     const { KubeSecretStore } = await import("./lib/kube/secrets.ts");
-    const { loadClusterAccess } = await import("./lib/kube/kubeconfig.ts");
-    const clock = new ServerClock(
-      Date.now,
-      (skew) =>
-        log.warn("this machine's clock differs from the API server's; judging by the server's", {
-          ...skew,
-          fix: "synchronise the node's clock (NTP)",
-        }),
-    );
-    const access = await loadClusterAccess(config.kube);
-    // --proxy, the installation's choice, wins over a kubeconfig's proxy-url.
-    if (config.proxy) access.proxyUrl = config.proxy;
-    const api = new KubeApi(access, {
-      ...config,
-      onDate: (date) => clock.observe(date),
-      budget,
-      onRetry: (what, attempt, delayMs, why) =>
-        log.warn("retrying", { request: what, attempt, "wait-ms": delayMs, why }),
-      onSecret: (secret) => log.redact(secret),
-      onWarning: (message) => log.warn(message),
-    });
+    const { api, clock } = await connect(config, log, budget);
     const caBundle = await readCaBundle();
     started = true;
     const summary = await runOnce(config, {

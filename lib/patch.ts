@@ -3,8 +3,9 @@
 // overwritten: on 409 the Secret is read again, merged again and retried.
 
 import type { Registry } from "./core/annotation.ts";
+import { entriesOrNone, vouchedRecords } from "./core/assess.ts";
 import { DockerConfigError, KubeEcrError, type SecretRef } from "./core/errors.ts";
-import { type EcrCredential, readEcrEntries, setEcrEntries } from "./core/dockerconfig.ts";
+import { type EcrCredential, setEcrEntries } from "./core/dockerconfig.ts";
 import {
   capExpiry,
   fingerprint,
@@ -13,7 +14,7 @@ import {
   parseStatus,
   statusKey,
 } from "./core/due.ts";
-import { EXPIRES_AT, REFRESHED_AT } from "./core/status.ts";
+import { EXPIRES_AT, REFRESHED_AT, RENEW_REQUESTED } from "./core/status.ts";
 import { formatDuration, formatTime, parseTime } from "./core/time.ts";
 import type { SecretStore, StoredData, StoredSecret } from "./core/store.ts";
 import type { EventReason } from "./core/events.ts";
@@ -88,10 +89,12 @@ export async function writeSecret(
           sha256: fingerprint(text),
         }]),
       );
-      const annotations = {
+      const annotations: Record<string, string | null> = {
         [REFRESHED_AT]: formatTime(opts.now),
         [EXPIRES_AT]: formatTime(expiresAt),
         [key]: formatStatus(status),
+        // `kubeecr renew` asked for this write: it is done (removed with the data, in one patch).
+        ...(current.annotations[RENEW_REQUESTED] !== undefined ? { [RENEW_REQUESTED]: null } : {}),
       };
       const result = await store.patch(ref, {
         resourceVersion: current.resourceVersion,
@@ -222,40 +225,14 @@ function replacedExpiries(current: StoredSecret, statusAnnotation: string): Map<
 }
 
 /**
- * The records of this installation's status that the data still vouches
- * for: the host's entry is the one the record fingerprints.
- */
-function vouchedRecords(
-  dockerConfig: Uint8Array | undefined,
-  status: Map<string, HostStatus>,
-): Map<string, HostStatus> {
-  const entries = entriesOrNone(dockerConfig, [...status.keys()]);
-  return new Map(
-    [...status].filter(([host, recorded]) => {
-      const text = entries.get(host);
-      return text !== undefined && fingerprint(text) === recorded.sha256;
-    }),
-  );
-}
-
-/** The hosts' entries, or none when the data cannot be read: then it vouches for nothing. */
-function entriesOrNone(dockerConfig: Uint8Array | undefined, hosts: string[]): Map<string, string> {
-  try {
-    return readEcrEntries(dockerConfig, hosts);
-  } catch (err) {
-    if (err instanceof DockerConfigError) return new Map();
-    throw err;
-  }
-}
-
-/**
  * How what the server stored differs from what was sent, in words (hosts and
  * annotation names only), or undefined when it holds exactly that.
  */
 export function storedDifference(
   stored: StoredData,
   written: Map<string, string>,
-  annotations: Record<string, string>,
+  /** What was sent; null = removed. */
+  annotations: Record<string, string | null>,
 ): string | undefined {
   const problems: string[] = [];
   const entries = entriesOrNone(stored.dockerConfig, [...written.keys()]);
@@ -265,7 +242,9 @@ export function storedDifference(
     else if (got !== text) problems.push(`another entry for ${host}`);
   }
   for (const [name, value] of Object.entries(annotations)) {
-    if (stored.annotations[name] !== value) problems.push(`another ${name} annotation`);
+    if (stored.annotations[name] !== (value ?? undefined)) {
+      problems.push(value === null ? `still a ${name} annotation` : `another ${name} annotation`);
+    }
   }
   return problems.length > 0 ? problems.join(", ") : undefined;
 }

@@ -15,9 +15,16 @@ export type Occurrence = { value: string | undefined };
  * own strictness, so each error names the flag and its accepted form instead
  * of Node's generic wording.
  */
-export function scanArgs(args: string[]): Map<string, Occurrence[]> {
+export function scanArgs(
+  args: string[],
+  table: readonly AnyFlag[] = TABLE,
+  /** Takes the positional arguments a subcommand accepts; without it, one is an error. */
+  positional?: (value: string) => void,
+  /** The subcommand `table` is of, for the message about a flag of the run's only. */
+  command?: string,
+): Map<string, Occurrence[]> {
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
-  for (const f of TABLE) {
+  for (const f of table) {
     const type = f.kind === "boolean" || f.kind === "action" ? "boolean" : "string";
     // parseArgs rejects `short: undefined`, so only set it when there is one.
     options[f.name] = f.short ? { type, short: f.short } : { type };
@@ -29,18 +36,29 @@ export function scanArgs(args: string[]): Map<string, Occurrence[]> {
     allowPositionals: true,
     tokens: true,
   });
-  const byName = new Map(TABLE.map((f) => [f.name, f]));
+  const byName = new Map(table.map((f) => [f.name, f]));
   const seen = new Map<string, Occurrence[]>();
   for (const t of tokens) {
     if (t.kind === "option-terminator") continue;
     if (t.kind === "positional") {
+      if (positional) {
+        positional(t.value);
+        continue;
+      }
       throw new ConfigError(
         t.value,
-        `unexpected argument ${JSON.stringify(t.value)}: kubeecr takes only flags; see --help`,
+        `unexpected argument ${JSON.stringify(t.value)}: kubeecr takes flags, after one of ` +
+          "the commands status or renew or none (the run); see --help",
       );
     }
     const spec = byName.get(t.name);
     if (!spec) {
+      if (command && TABLE.some((f) => f.name === t.name)) {
+        throw new ConfigError(
+          t.rawName,
+          `${t.rawName} does not apply to kubeecr ${command}; see kubeecr ${command} --help`,
+        );
+      }
       throw new ConfigError(t.rawName, `unknown flag ${t.rawName}; see --help for the flags`);
     }
     const flag = `--${spec.name}`;

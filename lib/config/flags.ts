@@ -37,7 +37,7 @@ export interface FlagSpec<T> {
 
 // Identity helper that keeps each entry's literal type (its field, kind,
 // default and value type): Config is derived from them below.
-const def = <const S extends FlagSpec<unknown>>(s: S): S => s;
+export const def = <const S extends FlagSpec<unknown>>(s: S): S => s;
 
 const BOOL_FORM = "true, false, 1 or 0";
 
@@ -55,6 +55,7 @@ export const FLAGS = {
   namespace: def({
     field: "namespaces",
     name: "namespace",
+    short: "n",
     kind: "list",
     arg: "<ns>[,<ns>...]",
     defaultText: "all namespaces",
@@ -75,6 +76,7 @@ export const FLAGS = {
   selector: def({
     field: "selector",
     name: "selector",
+    short: "l",
     kind: "string",
     arg: "<selector>",
     defaultText: "none",
@@ -259,7 +261,6 @@ export const FLAGS = {
 export type AnyFlag = FlagSpec<unknown>;
 export const TABLE: AnyFlag[] = Object.values(FLAGS);
 
-type Spec = (typeof FLAGS)[keyof typeof FLAGS];
 /** The parsed value of one entry: a list flag gives an array of its items. */
 type ValueOf<S> = S extends { kind: "list"; parse: (raw: string) => infer T } ? T[]
   : S extends { parse: (raw: string) => infer T } ? T
@@ -267,21 +268,27 @@ type ValueOf<S> = S extends { kind: "list"; parse: (raw: string) => infer T } ? 
 /** An entry that always yields a value: it has a default, or is a list (empty when unset). */
 type Always<S> = S extends { default: string } | { kind: "list" } ? true : false;
 type Flatten<T> = { [K in keyof T]: T[K] };
-/** One field per entry that names one: required when it always has a value, else optional. */
-export type FlagFields = Flatten<
+/**
+ * One field per entry of a flag table that names one: required when it
+ * always has a value, else optional (the subcommands' tables use it too).
+ */
+export type FieldsOf<Table> = Flatten<
   & {
     [
-      S in Spec as S extends { field: infer F extends string } ? Always<S> extends true ? F : never
+      S in Table[keyof Table] as S extends { field: infer F extends string }
+        ? Always<S> extends true ? F : never
         : never
     ]: ValueOf<S>;
   }
   & {
     [
-      S in Spec as S extends { field: infer F extends string } ? Always<S> extends true ? never : F
+      S in Table[keyof Table] as S extends { field: infer F extends string }
+        ? Always<S> extends true ? never : F
         : never
     ]?: ValueOf<S>;
   }
 >;
+export type FlagFields = FieldsOf<typeof FLAGS>;
 
 /** What a run is told: the flag table's fields, and where the cluster is. */
 export type Config = Flatten<FlagFields & { kube: KubeAccess }>;
@@ -311,6 +318,17 @@ function parseNamespace(raw: string): string {
     throw new Invalid(`${JSON.stringify(raw)} is not a valid namespace name`);
   }
   return raw;
+}
+
+/** "<namespace>/<name>" of an object, checked as the API server would. */
+export function parseObjectRef(raw: string): { namespace: string; name: string } {
+  const [namespace, name, ...rest] = raw.split("/");
+  if (name === undefined || rest.length > 0) throw new Invalid("is not <namespace>/<name>");
+  parseNamespace(namespace);
+  if (name.length > 253 || !DNS_SUBDOMAIN.test(name)) {
+    throw new Invalid(`${JSON.stringify(name)} is not a valid object name`);
+  }
+  return { namespace, name };
 }
 
 // Kubernetes rules for annotation keys (apimachinery IsQualifiedName), with

@@ -3,10 +3,12 @@
 
 import { DEFAULT_BACKOFF, RETRYABLE_STATUSES } from "../core/retry.ts";
 import { IN_CLUSTER_HOST } from "./cluster.ts";
-import { envName, TABLE } from "./flags.ts";
+import { type Command, COMMANDS } from "./commands.ts";
+import { type AnyFlag, envName, TABLE } from "./flags.ts";
 
-export function helpText(): string {
-  const rows = TABLE.map((f) => {
+/** One entry per flag: its form, help, accepted values, variable and default. */
+function flagRows(table: readonly AnyFlag[]): string[] {
+  return table.map((f) => {
     const e = envName(f);
     const dflt = f.default ?? f.defaultText;
     const lines = [
@@ -17,9 +19,33 @@ export function helpText(): string {
     if (e) lines.push(`      Env ${e}${dflt === undefined ? "" : `, default ${dflt}`}.`);
     return lines.join("\n");
   });
+}
+
+/** A subcommand: what it does, the run's flags it takes, its own flags, its exit codes. */
+function commandSection(c: Command): string {
+  return `${c.usage}
+  ${c.summary}
+  Takes the run's ${c.shared.map((f) => `--${f.name}`).join(", ")}, and:
+${flagRows(c.own).join("\n")}
+  Exit codes:
+${c.exits.map((e) => `    ${e}`).join("\n")}`;
+}
+
+/** `kubeecr <command> --help`. */
+export function commandHelp(c: Command): string {
+  return `Usage: ${commandSection(c)}
+
+The run's flags keep their meaning here (kubeecr --help); the ones not listed do not apply.
+`;
+}
+
+export function helpText(): string {
+  const rows = flagRows(TABLE);
   return `kubeecr: refresh Amazon ECR pull credentials in annotated Kubernetes Secrets, in place.
 
-Usage: kubeecr [flags]
+Usage: kubeecr [flags]            refresh what is due, once (the CronJob's run)
+       kubeecr status [flags]     list the annotated Secrets and their state
+       kubeecr renew ... [--now]  mark Secrets for the next run, or start it now
 
 Each run finds Secrets of type kubernetes.io/dockerconfigjson carrying the annotation
 (key set by --annotation, default deft.com/kubeecr)
@@ -34,8 +60,8 @@ one ECR token per region (and one ECR Public token) and writes it into each Secr
 .dockerconfigjson, keeping every other registry in it. Secrets whose token is not
 about to expire are skipped.
 
-Flags (every flag except --help and --version can also be set by its environment
-variable; a flag given on the command line wins over the variable):
+Flags (every flag except --help, --version and renew's --all and --now can also be set
+by its environment variable; a flag given on the command line wins over the variable):
 
 ${rows.join("\n")}
 
@@ -64,6 +90,10 @@ Exit codes:
      (first contact failed, --selector rejected), no AWS credentials at all,
      an unreadable AWS_CA_BUNDLE, a --proxy the sandbox does not allow
   130/143  a second SIGINT/SIGTERM: exited at once, without a summary
+
+Commands:
+
+${Object.values(COMMANDS).map(commandSection).join("\n\n")}
 
 Proxies: in a pod (in-cluster) HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY are
 ignored; only --proxy names one, and the sandbox must allow its host:port. With a

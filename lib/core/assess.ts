@@ -4,7 +4,8 @@
 
 import { parseAnnotation, type Registry } from "./annotation.ts";
 import { readEcrEntries } from "./dockerconfig.ts";
-import { decide, type DueReason, fingerprint, statusKey } from "./due.ts";
+import { decide, type DueReason, fingerprint, type HostStatus, statusKey } from "./due.ts";
+import { RENEW_REQUESTED } from "./status.ts";
 import { AnnotationError, DockerConfigError } from "./errors.ts";
 import type { StoredSecret } from "./store.ts";
 import type { EventReason } from "./events.ts";
@@ -16,7 +17,7 @@ export type Assessment =
     message: string;
   }
   | { kind: "fresh"; registries: Registry[]; expiresAt: Date }
-  | { kind: "due"; registries: Registry[]; why: string };
+  | { kind: "due"; registries: Registry[]; why: string; reason: DueReason; host?: string };
 
 export interface AssessOptions {
   annotation: string;
@@ -45,16 +46,53 @@ export function assess(secret: StoredSecret, opts: AssessOptions): Assessment {
     hosts: registries.map((r) => r.host),
     entries: new Map([...entries].map(([host, text]) => [host, fingerprint(text)])),
     status: secret.annotations[statusKey(opts.annotation)],
+    renewRequested: secret.annotations[RENEW_REQUESTED],
     now: opts.now,
     refreshWindowMs: opts.refreshWindowMs,
     force: opts.force,
   });
   return decision.due
-    ? { kind: "due", registries, why: describeDue(decision.reason, decision.host) }
+    ? {
+      kind: "due",
+      registries,
+      why: describeDue(decision.reason, decision.host),
+      reason: decision.reason,
+      ...(decision.host ? { host: decision.host } : {}),
+    }
     : { kind: "fresh", registries, expiresAt: decision.expiresAt };
 }
 
 /** "entry-changed 123456789012.dkr.ecr.us-west-2.amazonaws.com", for the debug log. */
 function describeDue(reason: DueReason, host: string | undefined): string {
   return host ? `${reason} ${host}` : reason;
+}
+
+/**
+ * The records of this installation's status that the data still vouches
+ * for: the host's entry is the one the record fingerprints.
+ */
+export function vouchedRecords(
+  dockerConfig: Uint8Array | undefined,
+  status: Map<string, HostStatus>,
+): Map<string, HostStatus> {
+  const entries = entriesOrNone(dockerConfig, [...status.keys()]);
+  return new Map(
+    [...status].filter(([host, recorded]) => {
+      const text = entries.get(host);
+      return text !== undefined && fingerprint(text) === recorded.sha256;
+    }),
+  );
+}
+
+/** The hosts' entries, or none when the data cannot be read: then it vouches for nothing. */
+export function entriesOrNone(
+  dockerConfig: Uint8Array | undefined,
+  hosts: string[],
+): Map<string, string> {
+  try {
+    return readEcrEntries(dockerConfig, hosts);
+  } catch (err) {
+    if (err instanceof DockerConfigError) return new Map();
+    throw err;
+  }
 }

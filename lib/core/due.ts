@@ -84,6 +84,7 @@ export function capExpiry(expiresAt: Date, now: Date): { expiresAt: Date; capped
 
 export type DueReason =
   | "forced"
+  | "renew-requested"
   | "never-refreshed"
   | "invalid-status"
   | "new-registry"
@@ -104,6 +105,8 @@ export interface DecideInput {
   entries: Map<string, string>;
   /** This installation's status annotation value (statusKey), if any. */
   status: string | undefined;
+  /** The RENEW_REQUESTED annotation: present (any value) = `kubeecr renew` asked for a refresh. */
+  renewRequested?: string;
   now: Date;
   refreshWindowMs: number;
   force: boolean;
@@ -119,6 +122,7 @@ export interface DecideInput {
  */
 export function decide(input: DecideInput): Decision {
   if (input.force) return { due: true, reason: "forced" };
+  if (input.renewRequested !== undefined) return { due: true, reason: "renew-requested" };
   if (input.status === undefined) return { due: true, reason: "never-refreshed" };
   const status = parseStatus(input.status);
   if (status === undefined) return { due: true, reason: "invalid-status" };

@@ -2,7 +2,9 @@
 // created (POST) or counted again (GET, PATCH) as client-go's
 // EventCorrelator does. Its name and message are pure (lib/core/events.ts).
 
-import { formatTime } from "../core/time.ts";
+import { formatTime, parseTime } from "../core/time.ts";
+import type { LatestEvent } from "../core/overview.ts";
+import { type ListKind, readList } from "./lists.ts";
 import type { SecretRef } from "../core/errors.ts";
 import { eventMessage, eventName, type SecretEvent } from "../core/events.ts";
 import { COMPONENT, drain, type KubeApi, refused } from "./transport.ts";
@@ -76,4 +78,68 @@ export async function recordEvent(
   if (!patched.ok && patched.status !== 409) {
     throw refused(EVENT_OPERATION, secret, patched.status, patched.body, EVENT_GRANT);
   }
+}
+
+/** An Event as `kubeecr status` reads it. */
+interface EventJson {
+  type?: string;
+  reason?: string;
+  message?: string;
+  involvedObject?: { kind?: string; uid?: string };
+  lastTimestamp?: string | null;
+  eventTime?: string | null;
+  firstTimestamp?: string | null;
+  metadata?: { creationTimestamp?: string };
+}
+
+const EVENT_LIST: ListKind = { kind: "EventList", apiVersion: "v1" };
+
+/**
+ * The latest Event KubeECR recorded on each Secret (by uid), in one
+ * namespace or all: one paginated list of the Events whose source is
+ * kubeecr and whose object is a Secret (both field selectors the API server
+ * supports on core/v1 Events), so the requests grow with KubeECR's Events
+ * (at most one per Secret, reason and message; the API server drops them
+ * after its --event-ttl, 1h by default), never one request per Secret.
+ */
+export async function latestEvents(
+  api: KubeApi,
+  namespace: string | undefined,
+): Promise<Map<string, LatestEvent>> {
+  const latest = new Map<string, LatestEvent>();
+  const target = { namespace };
+  let cont: string | undefined;
+  do {
+    const answer = await api.call("list events in", target, {
+      method: "GET",
+      path: namespace
+        ? `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`
+        : "/api/v1/events",
+      query: {
+        fieldSelector: `source=${COMPONENT},involvedObject.kind=Secret`,
+        limit: api.pageSize,
+        continue: cont,
+      },
+    }, (res) => readList<EventJson>(res, () => true, EVENT_LIST, "list events in", target));
+    if (!answer.ok) {
+      throw refused("list events in", target, answer.status, answer.body, "'list' on events");
+    }
+    for (const e of answer.value.items) {
+      const uid = e.involvedObject?.uid;
+      const at = parseTime(
+        e.lastTimestamp ?? e.eventTime ?? e.firstTimestamp ?? e.metadata?.creationTimestamp ?? "",
+      );
+      if (typeof uid !== "string" || !at || (e.type !== "Normal" && e.type !== "Warning")) continue;
+      const seen = latest.get(uid);
+      if (seen && seen.at >= at) continue;
+      latest.set(uid, {
+        type: e.type,
+        reason: String(e.reason ?? ""),
+        message: String(e.message ?? ""),
+        at,
+      });
+    }
+    cont = answer.value.continue;
+  } while (cont);
+  return latest;
 }

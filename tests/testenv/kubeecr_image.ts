@@ -50,7 +50,14 @@ async function inputsHash(ref: string): Promise<string> {
   const info = await Deno.stat(deno);
   const parts = [ref, deno, String(info.size), String(info.mtime?.getTime()), RUN_FLAGS.join(" ")];
   const files = ["deno.json", "deno.lock", "main.ts"];
-  for await (const e of Deno.readDir(`${REPO}lib`)) if (e.isFile) files.push(`lib/${e.name}`);
+  // Every file under lib/, its folders included: the image copies them all.
+  const walk = async (dir: string): Promise<void> => {
+    for await (const e of Deno.readDir(`${REPO}${dir}`)) {
+      if (e.isFile) files.push(`${dir}/${e.name}`);
+      else if (e.isDirectory) await walk(`${dir}/${e.name}`);
+    }
+  };
+  await walk("lib");
   for (const f of files.sort()) parts.push(f, await Deno.readTextFile(`${REPO}${f}`));
   return (await sha256Hex(parts.join("\0"))).slice(0, 16);
 }

@@ -474,6 +474,9 @@ Deno.test("ENV_VARS lists every variable parseConfig reads", () => {
     "KUBEECR_PROXY",
     "KUBEECR_KUBECONFIG",
     "KUBEECR_CONTEXT",
+    // kubeecr status, kubeecr renew
+    "KUBEECR_OUTPUT",
+    "KUBEECR_CRONJOB",
     "KUBECONFIG",
     "KUBERNETES_SERVICE_HOST",
     "KUBERNETES_SERVICE_PORT",
@@ -490,4 +493,74 @@ Deno.test("ENV_VARS lists every variable parseConfig reads", () => {
   });
   parseConfig(["--force"], env, "1");
   for (const k of read) assert.ok(ENV_VARS.includes(k), `${k} read but not in ENV_VARS`);
+});
+
+Deno.test("subcommands: the first argument names one; a bare kubeecr is the run", async (t) => {
+  await t.step("status takes the scope flags, -o and the shorts -n/-l", () => {
+    const r = parseConfig(["status", "-n", "a", "-l", "team=x", "-o", "json"], HOME_ENV, "1");
+    assert.equal(r.kind, "status");
+    if (r.kind !== "status") return;
+    assert.deepEqual(r.config, {
+      ...DEFAULTS,
+      namespaces: ["a"],
+      selector: "team=x",
+      output: "json",
+    });
+  });
+  await t.step("status ignores the variables of run-only flags", () => {
+    const r = parseConfig(["status"], { ...HOME_ENV, KUBEECR_FORCE: "true" }, "1");
+    assert.equal(r.kind === "status" && r.config.force, false);
+    assert.equal(r.kind === "status" && r.config.output, "table");
+  });
+  await t.step("renew: names, scope, --now and --cronjob", () => {
+    const r = parseConfig(["renew", "a/x", "b/y", "--now"], HOME_ENV, "1");
+    assert.equal(r.kind, "renew");
+    if (r.kind !== "renew") return;
+    assert.deepEqual(r.config.secrets, [
+      { namespace: "a", name: "x" },
+      { namespace: "b", name: "y" },
+    ]);
+    assert.equal(r.config.now, true);
+    assert.deepEqual(r.config.cronjob, { namespace: "kubeecr", name: "kubeecr" });
+    const all = parseConfig(["renew", "--all", "--cronjob", "ops/ecr"], HOME_ENV, "1");
+    assert.equal(all.kind === "renew" && all.config.all, true);
+    assert.deepEqual(all.kind === "renew" && all.config.cronjob, { namespace: "ops", name: "ecr" });
+  });
+  await t.step("the run still refuses a positional argument, and -n works there too", () => {
+    assert.deepEqual(run(["-n", "a"]).namespaces, ["a"]);
+    assert.match(configError(["status2"]).message, /unexpected argument "status2"/);
+  });
+  await t.step("each subcommand's --help is its own", () => {
+    for (const name of ["status", "renew"] as const) {
+      const r = parseConfig([name, "--help"], {}, "1");
+      assert.equal(r.kind, "help");
+      if (r.kind !== "help") continue;
+      assert.match(r.text, new RegExp(`^Usage: kubeecr ${name}`));
+      assert.ok(helpText().includes(r.text.split("\n\nThe run's flags")[0].slice(7)));
+    }
+  });
+  const bad: [string[], string, RegExp][] = [
+    [["renew"], "renew", /say which Secrets/],
+    [["renew", "--all", "a/b"], "--all", /cannot be combined/],
+    [["renew", "a/b", "-l", "x=y"], "--namespace", /not both/],
+    [["renew", "a/b/c"], "a/b/c", /is not <namespace>\/<name>/],
+    [["renew", "A/b"], "A/b", /"A" is not a valid namespace name/],
+    [
+      ["renew", "--all", "--cronjob", "x"],
+      "--cronjob",
+      /expected <namespace>\/<name> of a CronJob/,
+    ],
+    [["renew", "--all", "--now=yes"], "--now", /takes no value/],
+    [["status", "--dry-run"], "--dry-run", /does not apply to kubeecr status/],
+    [["status", "extra"], "extra", /unexpected argument "extra"/],
+    [["status", "-o", "yaml"], "--output", /expected table or json/],
+  ];
+  for (const [args, flag, message] of bad) {
+    await t.step(`refused: ${args.join(" ")}`, () => {
+      const err = configError(args);
+      assert.equal(err.flag, flag);
+      assert.match(err.message, message);
+      assert.equal(err.exitCode, 2);
+    });
+  }
 });

@@ -43,6 +43,14 @@ Deno.test("decide", async (t) => {
       expiresAt: new Date("2026-11-27T22:00:00Z"),
     }],
     ["force", { force: true }, { due: true, reason: "forced" }],
+    ["kubeecr renew marked it", { renewRequested: "2026-11-27T11:00:00Z" }, {
+      due: true,
+      reason: "renew-requested",
+    }],
+    ["a renew mark with any value", { renewRequested: "" }, {
+      due: true,
+      reason: "renew-requested",
+    }],
     ["no status of this installation", { status: undefined }, {
       due: true,
       reason: "never-refreshed",

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { parseAnnotation } from "../../lib/core/annotation.ts";
 import { fingerprint, parseStatus, statusKey } from "../../lib/core/due.ts";
 import { type HostCredential, type Outcome, writeSecret } from "../../lib/patch.ts";
+import { RENEW_REQUESTED } from "../../lib/core/status.ts";
 import { MemoryStore } from "./doubles.ts";
 
 const ANNOTATION = "a.io/ecr";
@@ -206,4 +207,37 @@ Deno.test("the server stored the old data: the write fails, and the status is co
   const now = store.secrets.get("ns/pull")!;
   assert.equal(now.annotations[statusKey(ANNOTATION)], undefined, "no status claims the entry");
   assert.equal(dec(now.dockerConfig), dec(old));
+});
+
+Deno.test("a write that refreshes a Secret `kubeecr renew` marked removes the mark with the data", async () => {
+  const store = new MemoryStore();
+  store.add({
+    ...secret(),
+    annotations: { [ANNOTATION]: ITEMS, [RENEW_REQUESTED]: "2026-11-27T11:00:00Z" },
+  });
+  const outcome = await write(store);
+  assert.equal(outcome.kind, "refreshed");
+  assert.equal(store.patches.length, 1, "one write: the data and the mark's removal together");
+  assert.equal(store.patches[0].update.annotations[RENEW_REQUESTED], null);
+  const after = (await store.get({ namespace: "ns", name: "pull" }))!;
+  assert.equal(after.annotations[RENEW_REQUESTED], undefined);
+});
+
+Deno.test("a write whose stored answer still carries the renew mark is a failure", async () => {
+  const store = new MemoryStore();
+  // An admission policy that puts the mark back.
+  store.hooks.admit = (s) => s.annotations[RENEW_REQUESTED] = "2026-11-27T11:00:00Z";
+  store.add({
+    ...secret(),
+    annotations: { [ANNOTATION]: ITEMS, [RENEW_REQUESTED]: "2026-11-27T11:00:00Z" },
+  });
+  const outcome = await write(store);
+  assert.equal(outcome.kind, "failed");
+  assert.match((outcome as { message: string }).message, /still a .*renew-requested-at annotation/);
+});
+
+Deno.test("a write of an unmarked Secret sends no renew annotation", async () => {
+  const store = storeWith();
+  await write(store);
+  assert.ok(!(RENEW_REQUESTED in store.patches[0].update.annotations));
 });
