@@ -20,6 +20,11 @@
  *   never give the same password, and they differ within bcrypt's 72 bytes.
  *   `onToken` hears of each one before the answer leaves: the node's
  *   registries (registry.ts) accept exactly those, until they expire.
+ * - Pointed at by AWS_ENDPOINT_URL_STS too (`stsEnv`), it counts STS
+ *   AssumeRole calls per role ARN and remembers which access key each
+ *   answer handed out, so GetAuthorizationToken calls are also counted per
+ *   (role, region): the role is the one whose credentials signed the call.
+ *   `failRole(arn)` answers AssumeRole of that role with an STS error.
  */
 
 const GET_TOKEN = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
@@ -33,6 +38,14 @@ export interface EcrProxy extends AsyncDisposable {
   passwords: Map<string, string>;
   /** GetAuthorizationToken calls seen for `region`, or in all regions. */
   tokenCalls(region?: string): number;
+  /** AWS_ENDPOINT_URL_ECR and AWS_ENDPOINT_URL_STS both at this proxy. */
+  stsEnv: Record<string, string>;
+  /** GetAuthorizationToken calls per "<role or base>|<region>", as signed. */
+  roleTokenCalls: Map<string, number>;
+  /** STS AssumeRole calls per role ARN (refused ones included). */
+  assumeRoleCalls: Map<string, number>;
+  /** Answers AssumeRole of `role` with an STS error from now on. */
+  failRole(role: string, code?: string, message?: string): void;
   /** Answers `region` with an AWS error from now on. */
   fail(region: string, code?: string, message?: string): void;
   /** Tokens of `region` expire `seconds` after they are handed out (default 12h). */
@@ -54,6 +67,11 @@ export interface EcrProxyOptions {
   onToken?: (region: string, password: string, expiresAt: number) => Promise<void>;
 }
 
+/** "AWS4-HMAC-SHA256 Credential=AKID/…" → "AKID". */
+function accessKeyOf(authorization: string | null): string {
+  return /Credential=([^/]+)\//.exec(authorization ?? "")?.[1] ?? "";
+}
+
 /** A password of its own for one call: moto's, which names the account, plus 16 random hex digits. */
 function distinct(motoPassword: string): string {
   const random = crypto.getRandomValues(new Uint8Array(8));
@@ -65,13 +83,42 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
   const failures = new Map<string, { code: string; message: string }>();
   const passwords = new Map<string, string>();
   const lifetimes = new Map<string, number>();
+  const roleCalls = new Map<string, number>();
+  const assumeCalls = new Map<string, number>();
+  const roleFailures = new Map<string, { code: string; message: string }>();
+  /** Access key id → the role ARN whose AssumeRole answer handed it out. */
+  const keyRoles = new Map<string, string>();
 
   const defaultLifetime = opts.tokenLifetimeSeconds ?? TOKEN_LIFETIME_S;
 
   const handler = async (req: Request) => {
     const region = regionOf(req.headers.get("authorization"));
     const isGetToken = req.headers.get("x-amz-target") === GET_TOKEN;
-    if (isGetToken) calls.set(region, (calls.get(region) ?? 0) + 1);
+    if (isGetToken) {
+      calls.set(region, (calls.get(region) ?? 0) + 1);
+      const by = `${
+        keyRoles.get(accessKeyOf(req.headers.get("authorization"))) ?? "base"
+      }|${region}`;
+      roleCalls.set(by, (roleCalls.get(by) ?? 0) + 1);
+    }
+    // STS speaks the query protocol: a form body with Action=AssumeRole&RoleArn=….
+    const body = req.body ? await req.arrayBuffer() : undefined;
+    const form = req.headers.get("content-type")?.startsWith("application/x-www-form-urlencoded")
+      ? new URLSearchParams(new TextDecoder().decode(body))
+      : undefined;
+    const assumed = form?.get("Action") === "AssumeRole" ? form.get("RoleArn") ?? "" : undefined;
+    if (assumed !== undefined) {
+      assumeCalls.set(assumed, (assumeCalls.get(assumed) ?? 0) + 1);
+      const refusal = roleFailures.get(assumed);
+      if (refusal) {
+        return new Response(
+          `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender` +
+            `</Type><Code>${refusal.code}</Code><Message>${refusal.message}</Message></Error>` +
+            "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>",
+          { status: 403, headers: { "content-type": "text/xml" } },
+        );
+      }
+    }
     const failure = failures.get(region);
     if (isGetToken && failure) {
       await req.body?.cancel();
@@ -86,8 +133,14 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
     const upstream = await fetch(`${motoUrl}${url.pathname}${url.search}`, {
       method: req.method,
       headers,
-      body: req.body ? await req.arrayBuffer() : undefined,
+      body,
     });
+    if (assumed !== undefined && upstream.ok) {
+      const xml = await upstream.text();
+      const key = /<AccessKeyId>([^<]+)<\/AccessKeyId>/.exec(xml)?.[1];
+      if (key) keyRoles.set(key, assumed);
+      return new Response(xml, { status: upstream.status, headers: upstream.headers });
+    }
     if (!isGetToken || !upstream.ok) return upstream;
     const answer = await upstream.json();
     for (const data of answer.authorizationData ?? []) {
@@ -123,6 +176,14 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
     fail: (r, code = "AccessDeniedException", message = `User is not authorized in ${r}`) =>
       failures.set(r, { code, message }),
     tokenLifetime: (r, seconds) => lifetimes.set(r, seconds),
+    stsEnv: { AWS_ENDPOINT_URL_ECR: url, AWS_ENDPOINT_URL_STS: url },
+    roleTokenCalls: roleCalls,
+    assumeRoleCalls: assumeCalls,
+    failRole: (
+      role,
+      code = "AccessDenied",
+      message = `User is not authorized to perform: sts:AssumeRole on resource: ${role}`,
+    ) => roleFailures.set(role, { code, message }),
     close,
     [Symbol.asyncDispose]: close,
   };

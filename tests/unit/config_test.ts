@@ -60,6 +60,9 @@ const PER_FLAG: [string, string | undefined, string, Partial<Config>][] = [
   ["namespace-selector", "kubeecr.deft.com/enabled=true", "kubeecr.deft.com/enabled=true", {
     namespaceSelector: "kubeecr.deft.com/enabled=true",
   }],
+  ["roles", "/etc/kubeecr/roles.yaml", "/etc/kubeecr/roles.yaml", {
+    roles: "/etc/kubeecr/roles.yaml",
+  }],
   ["refresh-window", "1h30m", "1h30m", { refreshWindowMs: 90 * 60_000 }],
   ["page-size", "50", "50", { pageSize: 50 }],
   ["request-timeout", "2s", "2s", { requestTimeoutMs: 2000 }],
@@ -401,6 +404,7 @@ Deno.test("ENV_VARS lists every variable parseConfig reads", () => {
     "KUBEECR_EXCLUDE_NAMESPACE",
     "KUBEECR_SELECTOR",
     "KUBEECR_NAMESPACE_SELECTOR",
+    "KUBEECR_ROLES",
     "KUBEECR_REFRESH_WINDOW",
     "KUBEECR_FORCE",
     "KUBEECR_DRY_RUN",
