@@ -35,6 +35,10 @@ import { copyInstallation } from "./install.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 
+/** The role map's ConfigMap as the roles component tells users to generate it (from roles.yaml). */
+const ROLES_CONFIGMAP = "configMapGenerator: [{name: kubeecr-roles, namespace: kubeecr, " +
+  "files: [roles.yaml], options: {disableNameSuffixHash: true}}]";
+
 /**
  * Kustomizations a user writes around the components (components do not
  * render on their own): rendered from a scratch directory beside copies of
@@ -53,6 +57,16 @@ const COMPOSED: Record<string, string[]> = {
     "resources: [../manifests/namespaced, annotation-key.yaml]",
     "components: [../manifests/components/admission]",
   ],
+  "manifests + roles": [
+    "resources: [../manifests]",
+    "components: [../manifests/components/roles]",
+    ROLES_CONFIGMAP,
+  ],
+  "manifests/namespaced + roles": [
+    "resources: [../manifests/namespaced]",
+    "components: [../manifests/components/roles]",
+    ROLES_CONFIGMAP,
+  ],
 };
 /** Combinations that must not render: they would install half of the opt-in. */
 const MISUSED: Record<string, { lines: string[]; error: string }> = {
@@ -67,6 +81,10 @@ const MISUSED: Record<string, { lines: string[]; error: string }> = {
     lines: ["resources: [../manifests]", "components: [../manifests/components/namespace-opt-in]"],
     error: "nothing selected by ValidatingAdmissionPolicy",
   },
+  "manifests + roles (no kubeecr-roles ConfigMap)": {
+    lines: ["resources: [../manifests]", "components: [../manifests/components/roles]"],
+    error: "nothing selected by ConfigMap.[noVer].[noGrp]/kubeecr-roles.kubeecr",
+  },
   "manifests + admission (no annotation-key.yaml)": {
     lines: ["resources: [../manifests]", "components: [../manifests/components/admission]"],
     error: "nothing selected by ConfigMap.[noVer].[noGrp]/kubeecr-annotation-key",
@@ -80,7 +98,11 @@ const INSTALLS = [
 ];
 const TARGETS = [...INSTALLS, "examples/usage"];
 /** The installs with the namespace opt-in component. */
-const OPT_IN = ["examples/installation", "manifests + admission + namespace-opt-in"];
+const OPT_IN = [
+  "examples/installation",
+  "manifests + admission + namespace-opt-in",
+  "manifests + roles",
+];
 
 /** The grants the program needs, as "resource.group:verb" (core group: no suffix). */
 const NEEDED = [
@@ -146,6 +168,10 @@ async function render(target: string): Promise<Rendered> {
       await Deno.copyFile(
         `${work}/examples/installation/annotation-key.yaml`,
         `${dir}/annotation-key.yaml`,
+      );
+      await Deno.copyFile(
+        `${work}/manifests/components/roles/roles.example.yaml`,
+        `${dir}/roles.yaml`,
       );
       const lines = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization"];
       await Deno.writeTextFile(
@@ -372,6 +398,38 @@ Deno.test("the namespace-opt-in component adds exactly list on namespaces, the s
     /namespaceObject\.metadata\.labels\['kubeecr\.deft\.com\/enabled'\] == 'true'/,
   );
   assert.deepEqual(untouched(items), untouched(before));
+});
+
+Deno.test("the roles component adds the map's mount and variable, and list on namespaces only where a ClusterRole is", async () => {
+  const plain = (await rendered("manifests")).items;
+  const { items } = await rendered("manifests + roles");
+  const added = grantsOf(ofKind(items, "ClusterRole")[0]).filter((g) =>
+    !grantsOf(ofKind(plain, "ClusterRole")[0]).includes(g)
+  );
+  assert.deepEqual(added, ["namespaces:list"]);
+  assert.deepEqual(envOf(items), { KUBEECR_ROLES: "/etc/kubeecr/roles.yaml" });
+  const pod = ofKind(items, "CronJob")[0].spec.jobTemplate.spec.template.spec;
+  assert.deepEqual(pod.volumes, [{ name: "roles", configMap: { name: "kubeecr-roles" } }]);
+  assert.deepEqual(pod.containers[0].volumeMounts, [
+    { name: "roles", mountPath: "/etc/kubeecr", readOnly: true },
+  ]);
+  // The mount is the directory the cronjob sandbox may read.
+  const denoJson = JSON.parse(await Deno.readTextFile(`${REPO}deno.json`));
+  assert.ok(denoJson.permissions.cronjob.read.allow.includes("/etc/kubeecr"));
+  const [map] = ofKind(items, "ConfigMap").filter((o) => o.metadata.name === "kubeecr-roles");
+  assert.equal(map.metadata.namespace, "kubeecr");
+  assert.deepEqual(
+    untouched(items).filter((o) => o.kind !== "ConfigMap"),
+    untouched(plain),
+  );
+  // Namespaced: the same mount, no ClusterRole to extend, the Roles unchanged.
+  const namespaced = (await rendered("manifests/namespaced")).items;
+  const withRoles = (await rendered("manifests/namespaced + roles")).items;
+  assert.deepEqual(
+    ofKind(withRoles, "Role", "ClusterRole"),
+    ofKind(namespaced, "Role", "ClusterRole"),
+  );
+  assert.equal(envOf(withRoles).KUBEECR_ROLES, "/etc/kubeecr/roles.yaml");
 });
 
 Deno.test("examples/installation is the hardened install: both components", async () => {
