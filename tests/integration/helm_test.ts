@@ -69,6 +69,24 @@ const INSTALLS = {
       "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicyBinding kubeecr-annotation",
     ],
   },
+  // manifests/ with the roles component, composed as its kustomization.yaml tells users, with
+  // the component's roles.example.yaml as the map (the chart's default roles.map).
+  "roles": {
+    values: "ci/roles-values.yaml",
+    userSupplied: [] as string[],
+    // The user's own generator makes the map's ConfigMap, outside manifests/'s labels.
+    unlabelled: ["v1 ConfigMap kubeecr/kubeecr-roles"],
+  },
+};
+
+/** Installs the test composes in the scratch tree (a user's kustomization around a component). */
+const COMPOSED: Partial<Record<keyof typeof INSTALLS, { kustomization: string; copy: string }>> = {
+  roles: {
+    kustomization: "resources: [../manifests]\ncomponents: [../manifests/components/roles]\n" +
+      "configMapGenerator: [{name: kubeecr-roles, namespace: kubeecr, files: [roles.yaml], " +
+      "options: {disableNameSuffixHash: true}}]\n",
+    copy: "manifests/components/roles/roles.example.yaml",
+  },
 };
 
 /** The labels of the kustomize installs (manifests/base/kustomization.yaml). */
@@ -82,6 +100,12 @@ async function renderKustomize(target: keyof typeof INSTALLS, root?: string): Pr
   if (!root) {
     root = await scratch("kustomize-");
     await copyInstallation(root);
+  }
+  const composed = COMPOSED[target];
+  if (composed) {
+    await Deno.mkdir(`${root}/${target}`, { recursive: true });
+    await Deno.writeTextFile(`${root}/${target}/kustomization.yaml`, composed.kustomization);
+    await Deno.copyFile(`${root}/${composed.copy}`, `${root}/${target}/roles.yaml`);
   }
   return await kustomize(`${root}/${target}`);
 }
@@ -326,6 +350,8 @@ const NOT_IN_CHART: Record<string, string> = {
   "--kubeconfig": "local runs only: in a pod the program uses its ServiceAccount, and the " +
     "image's sandbox (-P=cronjob) cannot read a kubeconfig file",
   "--context": "local runs only: a kubeconfig context, refused in-cluster",
+  "--roles": "the chart mounts the map itself (roles.enabled, roles.map) and sets the path: a " +
+    "path alone would name a file the pod does not have",
 };
 
 const camel = (flag: string) =>

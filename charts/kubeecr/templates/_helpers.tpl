@@ -82,6 +82,9 @@ cronjob.yaml). Sorted by name; the schema admits only the program's flags.
 {{- if .Values.namespaceOptIn.enabled -}}
 {{- $_ := set $c "namespaceSelector" (printf "%s=true" (include "kubeecr.optInLabel" .)) -}}
 {{- end -}}
+{{- if .Values.roles.enabled -}}
+{{- $_ := set $c "roles" "/etc/kubeecr/roles.yaml" -}}
+{{- end -}}
 {{- range $key := keys $c | sortAlpha -}}
 {{- $v := get $c $key -}}
 {{- $value := "" -}}
