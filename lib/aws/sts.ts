@@ -45,6 +45,20 @@ export class AssumedRoles {
     this.#opts = opts;
   }
 
+  #baseCredentials?: Promise<unknown>;
+
+  /**
+   * The default chain, once for all roles: its provider caches what it
+   * resolved, so IRSA's web-identity exchange happens once per run, not once
+   * per role.
+   */
+  #base(region: string, requestHandler: unknown): Promise<never> {
+    this.#baseCredentials ??= import("@aws-sdk/credential-provider-node").then((m) =>
+      m.defaultProvider({ parentClientConfig: { region, requestHandler: requestHandler as never } })
+    );
+    return this.#baseCredentials as Promise<never>;
+  }
+
   /** AssumeRole calls made (one per role asked for). */
   get calls(): number {
     return this.#sessions.size;
@@ -66,7 +80,6 @@ export class AssumedRoles {
     // role_arn (deno.json names why this package); base credentials from the
     // default chain, as ECR's client would use them.
     const { STSClient, AssumeRoleCommand } = await import("@aws-sdk/nested-clients/sts");
-    const { defaultProvider } = await import("@aws-sdk/credential-provider-node");
     const requestHandler = this.#opts.caPem
       ? { httpsAgent: new (await import("node:https")).Agent({ ca: this.#opts.caPem }) }
       : undefined;
@@ -74,7 +87,7 @@ export class AssumedRoles {
       region,
       maxAttempts: DEFAULT_BACKOFF.attempts,
       requestHandler,
-      credentials: defaultProvider({ parentClientConfig: { region, requestHandler } }),
+      credentials: await this.#base(region, requestHandler),
     });
     const deadline = () =>
       AbortSignal.any([this.#opts.budget, AbortSignal.timeout(this.#opts.requestTimeoutMs)]);
