@@ -92,7 +92,31 @@ export function parseRoleMap(text: string, path: string): RoleMap {
     }
     externalIds.set(entry.role, earlier ?? entry);
   }
+  for (const entry of roles) {
+    const shadow = shadowedBy(entry, roles.slice(0, entry.index));
+    if (shadow) {
+      fail(
+        `${name(entry)} is never used: the first matching entry wins, and ${name(shadow)} ` +
+          "comes first for every account and namespace it lists; remove it, or move it above",
+      );
+    }
+  }
   return { path, roles, otherAccounts: otherAccounts as "base" | "deny" };
+}
+
+/**
+ * The earlier entry that wins for every (account, namespace) `entry` lists,
+ * if one does. Only what can be told from the text: a literal name or glob
+ * repeated (or "*"); an entry with a selector may always select more.
+ */
+function shadowedBy(entry: RoleEntry, earlier: RoleEntry[]): RoleEntry | undefined {
+  if (entry.namespaceSelector !== undefined) return undefined;
+  const covering = (account: string, ns: string) =>
+    earlier.find((e) =>
+      e.accounts.includes(account) && (e.namespaces.includes(ns) || e.namespaces.includes("*"))
+    );
+  const winners = entry.accounts.flatMap((a) => entry.namespaces.map((ns) => covering(a, ns)));
+  return winners.every((w) => w !== undefined) ? winners[0] : undefined;
 }
 
 function parseEntry(raw: unknown, index: number, fail: (what: string) => never): RoleEntry {

@@ -118,6 +118,15 @@ Deno.test("parseRoleMap: each mistake is a ConfigError naming the file, the entr
       `roles[1] (${B}): matches no namespace`,
     ],
     [
+      "an entry an earlier one always wins for",
+      VALID.replace(
+        "otherAccounts: base",
+        `  - role: ${B}\n    accounts: ["210987654321"]\n    namespaces: ["team-a"]\n` +
+          "otherAccounts: base",
+      ),
+      `roles[2] (${B}) is never used: the first matching entry wins, and roles[0] (${A}) comes first`,
+    ],
+    [
       "one role, two external IDs",
       VALID.replace(B, A),
       "also in roles[0] (" + A + ") with another externalId",
