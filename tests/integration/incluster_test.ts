@@ -47,6 +47,14 @@ const HOST = `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com`;
 const NONROOT = 65532;
 const IRSA_DIR = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 const ROLE_ARN = `arn:aws:iam::${ACCOUNT}:role/kubeecr-irsa`;
+/** What EKS's webhook sets in a pod for IRSA (with the token projected at IRSA_DIR). */
+const IRSA_ENV = {
+  AWS_ROLE_ARN: ROLE_ARN,
+  AWS_WEB_IDENTITY_TOKEN_FILE: `${IRSA_DIR}/token`,
+  AWS_STS_REGIONAL_ENDPOINTS: "regional",
+  AWS_REGION: REGION,
+  AWS_DEFAULT_REGION: REGION,
+};
 // The AWS names the SDK resolves for the Secrets' region (ECR; STS regional
 // and global), served by the relay's TLS front for moto.
 const AWS_NAMES = [
@@ -666,14 +674,7 @@ Deno.test("IRSA: a projected sts.amazonaws.com token is exchanged at STS and the
 
     const pod = await runAsPod(env, net, work, {
       irsaToken,
-      // What the webhook sets.
-      env: {
-        AWS_ROLE_ARN: ROLE_ARN,
-        AWS_WEB_IDENTITY_TOKEN_FILE: `${IRSA_DIR}/token`,
-        AWS_STS_REGIONAL_ENDPOINTS: "regional",
-        AWS_REGION: REGION,
-        AWS_DEFAULT_REGION: REGION,
-      },
+      env: IRSA_ENV,
     });
     assert.equal(pod.code, 0, `stdout:\n${pod.stdout}\nstderr:\n${pod.stderr}`);
     assert.ok(!("AWS_ACCESS_KEY_ID" in (await podSpec(env)).env), "no static keys in the pod");
@@ -793,13 +794,7 @@ otherAccounts: deny
     const pod = await runAsPod(env, net, work, {
       irsaToken: await irsaTokenFor(env),
       roles: configMap.data,
-      env: {
-        AWS_ROLE_ARN: ROLE_ARN,
-        AWS_WEB_IDENTITY_TOKEN_FILE: `${IRSA_DIR}/token`,
-        AWS_STS_REGIONAL_ENDPOINTS: "regional",
-        AWS_REGION: REGION,
-        AWS_DEFAULT_REGION: REGION,
-      },
+      env: IRSA_ENV,
     });
     const said = `stdout:\n${pod.stdout}\nstderr:\n${pod.stderr}`;
     assert.equal(pod.code, 1, said);
