@@ -11,7 +11,7 @@ import { type CaBundle, credentialHints, EcrTokenSource } from "./lib/aws/ecr.ts
 import { ServerClock } from "./lib/core/clock.ts";
 import { ConfigError, describeError, KubeEcrError } from "./lib/core/errors.ts";
 import { Logger } from "./lib/log.ts";
-import { name as entryName, parseRoleMap, type RoleMap } from "./lib/core/roles.ts";
+import { parseRoleMap, type RoleMap } from "./lib/core/roles.ts";
 import { CannotStartError, runOnce } from "./lib/pipeline.ts";
 import { EXIT_CANNOT_START, EXIT_FAILED, exitCode } from "./lib/report.ts";
 
@@ -264,7 +264,7 @@ async function main(): Promise<number> {
         describe: (role) => {
           const entry = roles.roles.find((e) => e.role === role)!;
           return {
-            entry: entryName(entry),
+            entry: `roles[${entry.index}]`,
             ...(entry.externalId ? { externalId: entry.externalId } : {}),
           };
         },

@@ -18,7 +18,7 @@ export interface RoleCredentials {
 }
 
 export interface RoleOptions {
-  /** The role map's externalId for a role, and its entry's name for messages. */
+  /** The role map's externalId for a role, and its entry for messages ("roles[1]"). */
   describe: (role: string) => { externalId?: string; entry: string };
   /** AWS_CA_BUNDLE's certificates (main.ts reads them), trusted for STS as for ECR. */
   caPem?: string;
@@ -89,8 +89,12 @@ export class AssumedRoles {
       requestHandler,
       credentials: await this.#base(region, requestHandler),
     });
+    let signal: AbortSignal | undefined;
     const deadline = () =>
-      AbortSignal.any([this.#opts.budget, AbortSignal.timeout(this.#opts.requestTimeoutMs)]);
+      signal = AbortSignal.any([
+        this.#opts.budget,
+        AbortSignal.timeout(this.#opts.requestTimeoutMs),
+      ]);
     const ask = (DurationSeconds?: number) =>
       client.send(
         new AssumeRoleCommand({
@@ -101,7 +105,7 @@ export class AssumedRoles {
         }),
         { abortSignal: deadline() },
       );
-    const what = `cannot assume role ${role} of the role map's ${entry} (for ECR in ${region})`;
+    const what = `cannot assume role ${role} (the role map's ${entry}) for ECR in ${region}`;
     try {
       let out;
       try {
@@ -128,6 +132,12 @@ export class AssumedRoles {
       };
     } catch (err) {
       if (err instanceof TokenError) throw err;
+      if (signal?.aborted) {
+        const why = this.#opts.budget.aborted
+          ? "the run's --timeout ran out"
+          : `no answer within --request-timeout ${this.#opts.requestTimeoutMs / 1000}s`;
+        throw new TokenError(region, "Timeout", false, `${what}: ${why}`, { cause: err });
+      }
       const code = errorCode(err);
       if (code === "CredentialsProviderError") {
         throw new TokenError(

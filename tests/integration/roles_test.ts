@@ -191,6 +191,33 @@ Deno.test("role map: a role STS refuses fails only its Secrets (exit 1), naming 
   assert.equal(proxy.assumeRoleCalls.get(ROLE_B), 1);
 });
 
+Deno.test("role map: a silent STS costs only that role's Secrets, within --request-timeout", async () => {
+  await using proxy = startEcrProxy(env.motoUrl);
+  const id = crypto.randomUUID().slice(0, 6);
+  const a = `team-a-${id}`;
+  const b = `team-b-${id}`;
+  await namespace(a);
+  await namespace(b, { tenant: `b-${id}` });
+  await createSecret(env, a, { name: "pull", registries: `${RESERVED}/us-west-2` });
+  await createSecret(env, b, { name: "pull", registries: `${SHARED}/us-west-2` });
+  proxy.hangRole(ROLE_B);
+  const path = await roleMap(mapFor(id));
+  const run = await runKubeecr(
+    env,
+    ["--roles", path, "--namespace", `${a},${b}`, "--request-timeout=1s", ...JSON_LOG],
+    { aws: proxy.stsEnv, killAfterMs: 60_000 },
+  );
+  assert.equal(run.code, 1, describe(run));
+  assert.equal(await writerOf(a, "pull", host(RESERVED, "us-west-2")), RESERVED);
+  const failed = linesAbout(run, b, "pull").find((l) => l.msg === "failed")!;
+  assert.ok(
+    String(failed.error).includes(`cannot assume role ${ROLE_B}`) &&
+      String(failed.error).includes("no answer within --request-timeout 1s"),
+    describe(run),
+  );
+  assert.ok(run.seconds < 30, `${run.seconds}s`);
+});
+
 Deno.test("role map: otherAccounts deny refuses accounts the map does not name", async () => {
   await using proxy = startEcrProxy(env.motoUrl);
   const id = crypto.randomUUID().slice(0, 6);

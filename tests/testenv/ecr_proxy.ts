@@ -46,6 +46,8 @@ export interface EcrProxy extends AsyncDisposable {
   assumeRoleCalls: Map<string, number>;
   /** Answers AssumeRole of `role` with an STS error from now on. */
   failRole(role: string, code?: string, message?: string): void;
+  /** Never answers AssumeRole of `role` (until the caller gives up or the proxy closes). */
+  hangRole(role: string): void;
   /** Answers `region` with an AWS error from now on. */
   fail(region: string, code?: string, message?: string): void;
   /** Tokens of `region` expire `seconds` after they are handed out (default 12h). */
@@ -86,6 +88,8 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
   const roleCalls = new Map<string, number>();
   const assumeCalls = new Map<string, number>();
   const roleFailures = new Map<string, { code: string; message: string }>();
+  const hanging = new Set<string>();
+  const closing = new AbortController();
   /** Access key id → the role ARN whose AssumeRole answer handed it out. */
   const keyRoles = new Map<string, string>();
 
@@ -109,6 +113,11 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
     const assumed = form?.get("Action") === "AssumeRole" ? form.get("RoleArn") ?? "" : undefined;
     if (assumed !== undefined) {
       assumeCalls.set(assumed, (assumeCalls.get(assumed) ?? 0) + 1);
+      if (hanging.has(assumed)) {
+        // Until the proxy closes: the caller's own deadline is what is tested.
+        await new Promise((resolve) => closing.signal.addEventListener("abort", resolve));
+        return new Response(null, { status: 503 });
+      }
       const refusal = roleFailures.get(assumed);
       if (refusal) {
         return new Response(
@@ -166,6 +175,7 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
 
   const url = `http://127.0.0.1:${server.addr.port}`;
   const close = async () => {
+    closing.abort();
     await Promise.all([server.shutdown(), secure?.shutdown()]);
   };
   return {
@@ -184,6 +194,7 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
       code = "AccessDenied",
       message = `User is not authorized to perform: sts:AssumeRole on resource: ${role}`,
     ) => roleFailures.set(role, { code, message }),
+    hangRole: (role) => hanging.add(role),
     close,
     [Symbol.asyncDispose]: close,
   };
