@@ -258,9 +258,9 @@ async function main(): Promise<number> {
       onWarning: (message) => log.warn(message),
     });
     const caBundle = await readCaBundle();
-    const { AssumedRoles } = await import("./lib/aws/sts.ts");
+    // Loaded only with a role map.
     const assumed = roles &&
-      new AssumedRoles({
+      new (await import("./lib/aws/sts.ts")).AssumedRoles({
         describe: (role) => {
           const entry = roles.roles.find((e) => e.role === role)!;
           return {

@@ -218,6 +218,26 @@ Deno.test("role map: a silent STS costs only that role's Secrets, within --reque
   assert.ok(run.seconds < 30, `${run.seconds}s`);
 });
 
+Deno.test("role map: a role that allows no 12-hour session is assumed for STS's default hour, with a warning", async () => {
+  await using proxy = startEcrProxy(env.motoUrl);
+  const id = crypto.randomUUID().slice(0, 6);
+  const a = `team-a-${id}`;
+  await namespace(a);
+  await createSecret(env, a, { name: "pull", registries: `${RESERVED}/us-west-2` });
+  proxy.maxSession(ROLE_A, 3600);
+  const run = await runKubeecr(
+    env,
+    ["--roles", await roleMap(mapFor(id)), "--namespace", a, ...JSON_LOG],
+    { aws: proxy.stsEnv },
+  );
+  assert.equal(run.code, 0, describe(run));
+  const warning = run.lines.find((l) => l.msg?.toString().startsWith("role allows no 12-hour"));
+  assert.deepEqual([warning?.role, warning?.entry], [ROLE_A, "roles[0]"], describe(run));
+  // Asked for 12 h (refused), then for STS's default: two calls, the second one answered.
+  assert.equal(proxy.assumeRoleCalls.get(ROLE_A), 2);
+  assert.equal(await writerOf(a, "pull", host(RESERVED, "us-west-2")), RESERVED);
+});
+
 Deno.test("role map: otherAccounts deny refuses accounts the map does not name", async () => {
   await using proxy = startEcrProxy(env.motoUrl);
   const id = crypto.randomUUID().slice(0, 6);

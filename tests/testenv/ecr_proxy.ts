@@ -48,6 +48,8 @@ export interface EcrProxy extends AsyncDisposable {
   failRole(role: string, code?: string, message?: string): void;
   /** Never answers AssumeRole of `role` (until the caller gives up or the proxy closes). */
   hangRole(role: string): void;
+  /** Refuses AssumeRole of `role` asking for more than `seconds`, as STS does (ValidationError). */
+  maxSession(role: string, seconds: number): void;
   /** Answers `region` with an AWS error from now on. */
   fail(region: string, code?: string, message?: string): void;
   /** Tokens of `region` expire `seconds` after they are handed out (default 12h). */
@@ -89,6 +91,7 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
   const assumeCalls = new Map<string, number>();
   const roleFailures = new Map<string, { code: string; message: string }>();
   const hanging = new Set<string>();
+  const maxSessions = new Map<string, number>();
   const closing = new AbortController();
   /** Access key id → the role ARN whose AssumeRole answer handed it out. */
   const keyRoles = new Map<string, string>();
@@ -118,7 +121,14 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
         await new Promise((resolve) => closing.signal.addEventListener("abort", resolve));
         return new Response(null, { status: 503 });
       }
-      const refusal = roleFailures.get(assumed);
+      const asked = Number(form?.get("DurationSeconds") ?? 3600);
+      const refusal = asked > (maxSessions.get(assumed) ?? Infinity)
+        ? {
+          code: "ValidationError",
+          message:
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+        }
+        : roleFailures.get(assumed);
       if (refusal) {
         return new Response(
           `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender` +
@@ -195,6 +205,7 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
       message = `User is not authorized to perform: sts:AssumeRole on resource: ${role}`,
     ) => roleFailures.set(role, { code, message }),
     hangRole: (role) => hanging.add(role),
+    maxSession: (role, seconds) => maxSessions.set(role, seconds),
     close,
     [Symbol.asyncDispose]: close,
   };
