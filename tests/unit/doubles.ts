@@ -108,7 +108,15 @@ export class MemoryStore implements SecretStore {
       .map(({ dockerConfig: _, ...m }) => structuredClone(m));
   }
 
-  listNamespaces(): Promise<Set<string>> {
+  /** What listNamespaces answers per selector; a selector not in it selects every namespace. */
+  readonly selections = new Map<string, Set<string>>();
+  /** The selectors listNamespaces was asked for, in order. */
+  readonly namespaceLists: string[] = [];
+
+  listNamespaces(labelSelector: string): Promise<Set<string>> {
+    this.namespaceLists.push(labelSelector);
+    const chosen = this.selections.get(labelSelector);
+    if (chosen) return Promise.resolve(new Set(chosen));
     return Promise.resolve(new Set([...this.secrets.values()].map((s) => s.namespace)));
   }
 
