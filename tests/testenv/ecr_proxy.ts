@@ -140,7 +140,6 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
     }
     const failure = failures.get(region);
     if (isGetToken && failure) {
-      await req.body?.cancel();
       return Response.json({ __type: failure.code, message: failure.message }, {
         status: 400,
         headers: { "content-type": "application/x-amz-json-1.1" },
