@@ -164,8 +164,8 @@ Deno.test("role map: each tenant gets its role's token, one AssumeRole per role,
   assert.equal(proxy.assumeRoleCalls.get(ROLE_A), 1, "team-a's Secrets were fresh: no AssumeRole");
 });
 
-Deno.test("role map: a role STS refuses fails only its Secrets (exit 1), naming the role and the entry", async () => {
-  await using proxy = startEcrProxy(env.motoUrl);
+/** team-a's namespace with a Secret for RESERVED, team-b's (by label) with one for SHARED. */
+async function twoTenants() {
   const id = crypto.randomUUID().slice(0, 6);
   const a = `team-a-${id}`;
   const b = `team-b-${id}`;
@@ -173,6 +173,12 @@ Deno.test("role map: a role STS refuses fails only its Secrets (exit 1), naming 
   await namespace(b, { tenant: `b-${id}` });
   await createSecret(env, a, { name: "pull", registries: `${RESERVED}/us-west-2` });
   const before = await createSecret(env, b, { name: "pull", registries: `${SHARED}/us-west-2` });
+  return { id, a, b, before };
+}
+
+Deno.test("role map: a role STS refuses fails only its Secrets (exit 1), naming the role and the entry", async () => {
+  await using proxy = startEcrProxy(env.motoUrl);
+  const { id, a, b, before } = await twoTenants();
   proxy.failRole(ROLE_B);
   const path = await roleMap(mapFor(id));
   const run = await runKubeecr(env, ["--roles", path, "--namespace", `${a},${b}`, ...JSON_LOG], {
@@ -193,13 +199,7 @@ Deno.test("role map: a role STS refuses fails only its Secrets (exit 1), naming 
 
 Deno.test("role map: a silent STS costs only that role's Secrets, within --request-timeout", async () => {
   await using proxy = startEcrProxy(env.motoUrl);
-  const id = crypto.randomUUID().slice(0, 6);
-  const a = `team-a-${id}`;
-  const b = `team-b-${id}`;
-  await namespace(a);
-  await namespace(b, { tenant: `b-${id}` });
-  await createSecret(env, a, { name: "pull", registries: `${RESERVED}/us-west-2` });
-  await createSecret(env, b, { name: "pull", registries: `${SHARED}/us-west-2` });
+  const { id, a, b } = await twoTenants();
   proxy.hangRole(ROLE_B);
   const path = await roleMap(mapFor(id));
   const run = await runKubeecr(
