@@ -11,6 +11,7 @@ import { type CaBundle, credentialHints, EcrTokenSource } from "./lib/aws/ecr.ts
 import { ServerClock } from "./lib/core/clock.ts";
 import { ConfigError, describeError, KubeEcrError } from "./lib/core/errors.ts";
 import { Logger } from "./lib/log.ts";
+import { parseRoleMap, type RoleMap } from "./lib/core/roles.ts";
 import { CannotStartError, runOnce } from "./lib/pipeline.ts";
 import { EXIT_CANNOT_START, EXIT_FAILED, exitCode } from "./lib/report.ts";
 
@@ -80,6 +81,30 @@ async function readCaBundle(): Promise<CaBundle | undefined> {
 }
 
 class CaBundleError extends KubeEcrError {}
+
+/** Where the CronJob mounts the role map; the one directory of it the sandbox may read. */
+const ROLES_DIR = "/etc/kubeecr/";
+
+/** The role map (--roles), read and validated before anything else: a bad map is exit 2. */
+async function readRoleMap(path: string): Promise<RoleMap> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    // -P=cronjob reports a path outside its read list as missing (ignore: true).
+    const why = err instanceof Deno.errors.NotFound
+      ? `no such file, or outside what this sandbox may read (in the CronJob: ${ROLES_DIR})`
+      : err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied
+      ? "not readable (permission denied)"
+      : describeError(err);
+    throw new ConfigError(
+      "--roles",
+      `cannot read the role map --roles ${path}: ${why}; mount it from the kubeecr-roles ` +
+        `ConfigMap under ${ROLES_DIR} (the roles component does) or fix the path`,
+    );
+  }
+  return parseRoleMap(text, path);
+}
 
 /** The variables Deno's HTTP client takes a proxy from (read when a client is made). */
 const PROXY_VARIABLES = [
@@ -281,6 +306,21 @@ async function main(): Promise<number> {
       return err.exitCode;
     }
   }
+  let roles: RoleMap | undefined;
+  if (config.roles) {
+    try {
+      roles = await readRoleMap(config.roles);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      log.error("cannot start", { error: err.message });
+      return err.exitCode;
+    }
+    log.info("role map", {
+      path: config.roles,
+      roles: roles.roles.length,
+      "other-accounts": roles.otherAccounts,
+    });
+  }
   const signals = handleSignals(log);
   // The budget also ends when the grace after a signal is spent: the requests
   // still in flight then end, and their Secrets are reported as not done.
@@ -290,6 +330,27 @@ async function main(): Promise<number> {
     const { KubeSecretStore } = await import("./lib/kube/secrets.ts");
     const { api, clock } = await connect(config, log, budget);
     const caBundle = await readCaBundle();
+    // Loaded only with a role map.
+    const assumed = roles &&
+      new (await import("./lib/aws/sts.ts")).AssumedRoles({
+        describe: (role) => {
+          const entry = roles.roles.find((e) => e.role === role)!;
+          return {
+            entry: `roles[${entry.index}]`,
+            ...(entry.externalId ? { externalId: entry.externalId } : {}),
+          };
+        },
+        ...(caBundle ? { caPem: caBundle.pem } : {}),
+        requestTimeoutMs: config.requestTimeoutMs,
+        budget,
+        onShortSession: (role, entry) =>
+          log.warn("role allows no 12-hour session; assuming it for STS's default (1h)", {
+            role,
+            entry,
+            fix: "raise the role's maximum session duration to 12h (a role assumed from IRSA " +
+              "credentials is chained and limited to 1h): tokens from shorter sessions expire sooner",
+          }),
+      });
     started = true;
     const summary = await runOnce(config, {
       store: new KubeSecretStore(api, () => clock.now()),
@@ -303,7 +364,9 @@ async function main(): Promise<number> {
         ),
         allowedHosts: denoJson.permissions.cronjob.net,
         ...(caBundle ? { caBundle } : {}),
+        ...(assumed ? { roles: assumed } : {}),
       }),
+      ...(roles ? { roles } : {}),
       log,
       now: () => clock.now(),
       onEcrDate: (region, date) =>

@@ -27,6 +27,8 @@ export type Outcome =
     expiresAt: Date;
     /** Hosts whose ECR expiry was later than now + 12h + skew and was capped. */
     capped?: string[];
+    /** The role (--roles) that fetched each host's token, when not the base principal. */
+    roles?: Record<string, string>;
   }
   | { kind: "fresh"; secret: SecretRef; hosts: string[]; expiresAt: Date }
   | { kind: "skipped"; secret: SecretRef; why: string }
@@ -53,6 +55,8 @@ export const MIN_TOKEN_LIFE_MS = 60_000;
 /** A registry's credential and the expiry ECR answered for its token. */
 export interface HostCredential extends EcrCredential {
   expiresAt: Date;
+  /** The role (--roles) whose token it is; recorded in the status, so a new role makes it due. */
+  role?: string;
 }
 
 /**
@@ -74,6 +78,7 @@ export async function writeSecret(
   const capped = creds.filter((c) => expiries.get(c.host)!.capped).map((c) => c.host);
   const expiresAt = new Date(Math.min(...[...expiries.values()].map((e) => e.expiresAt.getTime())));
   const key = statusKey(opts.annotation);
+  const roles = new Map(creds.flatMap((c) => c.role ? [[c.host, c.role] as const] : []));
   let current = secret;
   try {
     for (let attempt = 1; attempt <= opts.maxAttempts; attempt++) {
@@ -87,6 +92,7 @@ export async function writeSecret(
         [...entries].map(([host, text]) => [host, {
           expiresAt: formatTime(expiries.get(host)!.expiresAt),
           sha256: fingerprint(text),
+          ...(roles.has(host) ? { role: roles.get(host) } : {}),
         }]),
       );
       const annotations: Record<string, string | null> = {
@@ -126,6 +132,7 @@ export async function writeSecret(
           hosts,
           expiresAt,
           ...(capped.length > 0 ? { capped } : {}),
+          ...(roles.size > 0 ? { roles: Object.fromEntries(roles) } : {}),
         };
       }
       if (result.kind === "gone") {

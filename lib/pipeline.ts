@@ -22,6 +22,14 @@ import { logSummary, reportOutcome, type Summary, Tally } from "./report.ts";
 import type { SecretStore, StoredSecret } from "./core/store.ts";
 import { RegionTokens } from "./token.ts";
 import { namespacesToProvision, provisionSecrets } from "./provision.ts";
+import {
+  name as entryName,
+  resolveRole,
+  type RoleChoice,
+  type RoleMap,
+  selectorsOf,
+} from "./core/roles.ts";
+import { KubeApiError } from "./core/store.ts";
 
 export interface Deps {
   store: SecretStore;
@@ -35,6 +43,8 @@ export interface Deps {
    * writes already sent finish and are reported.
    */
   stop?: AbortSignal;
+  /** The admin's role map (--roles), already validated; none: every registry is the base principal's. */
+  roles?: RoleMap;
   /** Told each ECR answer's Date (lib/core/clock.ts compares it with the run's clock). */
   onEcrDate?: (region: string, date: Date) => void;
 }
@@ -115,16 +125,30 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
     );
   };
 
-  const refresh = async (secret: StoredSecret, registries: Registry[]): Promise<Outcome> => {
+  // The namespaces each of the role map's selectors selects, listed once per run.
+  const bySelector = deps.roles ? await selectedNamespaces(deps.roles, store, log) : new Map();
+  // public.ecr.aws is no account's registry and its token pulls only what is
+  // public anyway: the map, which guards accounts, does not govern it.
+  const roleOf = deps.roles &&
+    ((registry: Registry, namespace: string): RoleChoice =>
+      registry.source === "ecr-public"
+        ? { kind: "base" }
+        : resolveRole(deps.roles!, registry.account, namespace, bySelector));
+
+  const refresh = async (
+    secret: StoredSecret,
+    registries: Registry[],
+    roles: Map<string, string>,
+  ): Promise<Outcome> => {
     const ref = refOf(secret);
-    const got = await tokens.forKeys(registries.map(tokenKeyOf));
+    const got = await tokens.forKeys(registries.map((r) => tokenKeyOf(r, roles.get(r.host))));
     if (deps.budget.aborted || stopping()) {
       return { kind: "failed", secret: ref, reason: "RefreshFailed", message: outOfTime() };
     }
     // Every registry of the Secret or none (joinCredentials). Each credential
     // carries its token's expiry: writeSecret caps it and records it per
     // host in this installation's status.
-    const creds = joinCredentials(registries, got);
+    const creds = joinCredentials(registries, got, roles);
     if (creds instanceof TokenError) {
       return { kind: "failed", secret: ref, reason: "RefreshFailed", message: creds.message };
     }
@@ -197,6 +221,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
       now: now(),
       refreshWindowMs: opts.refreshWindowMs,
       force: opts.force,
+      ...(roleOf ? { roleOf } : {}),
     });
     if (a.kind === "fresh") {
       await report({
@@ -216,7 +241,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
       await writers.push(() => settle(secret, () => Promise.resolve(outcome)));
     } else {
       log.debug("due", { secret: name, why: a.why });
-      await writers.push(() => settle(secret, () => refresh(secret, a.registries)));
+      await writers.push(() => settle(secret, () => refresh(secret, a.registries, a.roles)));
     }
   };
 
@@ -302,6 +327,50 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
   });
   logSummary(summary, log, opts.dryRun);
   return summary;
+}
+
+/**
+ * The namespaces each namespaceSelector of the role map selects: one list
+ * per distinct selector, once per run, before any Secret is looked at. The
+ * API server evaluates the selector, so it means exactly what kubectl -l
+ * means. A selector it refuses, or a list it does not allow (RBAC: list
+ * namespaces), stops the run before it starts: without it no Secret's role
+ * can be decided.
+ */
+async function selectedNamespaces(
+  map: RoleMap,
+  store: SecretStore,
+  log: Logger,
+): Promise<Map<string, Set<string>>> {
+  const out = new Map<string, Set<string>>();
+  for (const selector of selectorsOf(map)) {
+    const users = map.roles.filter((e) => e.namespaceSelector === selector).map(entryName);
+    try {
+      out.set(selector, await store.listNamespaces(selector));
+    } catch (err) {
+      if (!(err instanceof KubeApiError)) throw err;
+      const why = err.status === 400
+        ? `the API server refused the selector: ${err.serverMessage ?? err.message}; fix it ` +
+          "in the role map"
+        : err.status === 403
+        ? `${err.message}; the role map's namespaceSelector needs 'list' on namespaces ` +
+          "(the roles component's ClusterRole grants it)"
+        : err.message;
+      throw new CannotStartError(
+        `role map ${map.path}: cannot list the namespaces that namespaceSelector ` +
+          `${JSON.stringify(selector)} of ${users.join(", ")} selects: ${why}`,
+        { cause: err, flag: "--roles" },
+      );
+    }
+    if (out.get(selector)!.size === 0) {
+      log.warn("role map entry selects no namespace", {
+        entries: users,
+        namespaceSelector: selector,
+        fix: "label the namespaces that should use the role, or fix the selector",
+      });
+    }
+  }
+  return out;
 }
 
 /**

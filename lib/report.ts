@@ -85,6 +85,7 @@ export async function reportOutcome(
         registries: o.hosts,
         "expires-at": formatTime(o.expiresAt),
         ...(o.capped ? { "expiry-capped": o.capped } : {}),
+        ...(o.roles ? { roles: Object.entries(o.roles).map(([h, r]) => `${h}=${r}`) } : {}),
       });
       break;
     case "fresh":

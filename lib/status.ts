@@ -81,6 +81,9 @@ export async function statusRows(
           now,
           refreshWindowMs: opts.refreshWindowMs,
           force: false,
+          // The role map is the CronJob's (mounted in its pod), not the user's: status
+          // reports expiry and entries, and leaves a changed role to the run to find.
+          roleMapUnknown: true,
         }));
       }
     }

@@ -7,6 +7,7 @@
 import { type RegistryToken, TokenError, type TokenKey, type TokenSource } from "../core/tokens.ts";
 import { messageOf } from "../core/errors.ts";
 import { DEFAULT_BACKOFF } from "../core/retry.ts";
+import type { AssumedRoles } from "./sts.ts";
 
 /** Splits a decoded "AWS:<password>" token; exported for its unit test. */
 export function passwordOf(authorizationToken: string): string | undefined {
@@ -105,6 +106,8 @@ export interface EcrOptions extends EcrHints {
   requestTimeoutMs: number;
   /** Aborts when the run's budget is spent. */
   budget: AbortSignal;
+  /** The role map's roles, for keys that name one (--roles). */
+  roles?: AssumedRoles;
 }
 
 export class EcrTokenSource implements TokenSource {
@@ -114,7 +117,7 @@ export class EcrTokenSource implements TokenSource {
     this.#opts = opts;
   }
 
-  async fetch({ source, region }: TokenKey): Promise<RegistryToken> {
+  async fetch({ source, region, role }: TokenKey): Promise<RegistryToken> {
     const api = source === "ecr-public" ? "ECR Public" : "ECR";
     // The SDK's default chain supplies credentials (env keys, web identity,
     // pod identity, instance profile, profiles) and honours
@@ -126,10 +129,14 @@ export class EcrTokenSource implements TokenSource {
       : undefined;
     // The SDK retries ECR's throttling and 5xx itself; as many attempts as a
     // Kubernetes request gets, which is what --help promises for both.
+    // A key with a role: that role's session (assumed once per run, shared by its regions).
+    if (role && !this.#opts.roles) throw new Error(`no role map to assume ${role} with`);
+    const credentials = role ? await this.#opts.roles!.credentials(role, region) : undefined;
     const { client, command } = await tokenClient(source, {
       region,
       maxAttempts: DEFAULT_BACKOFF.attempts,
       requestHandler,
+      ...(credentials ? { credentials } : {}),
     });
     // ECR's Date header: expiresAt is on ECR's clock (see lib/core/clock.ts).
     let date: string | undefined;
@@ -175,7 +182,17 @@ export class EcrTokenSource implements TokenSource {
           `${api} GetAuthorizationToken in ${region}: ${why}`,
         );
       }
-      throw tokenError(region, err, this.#opts, api);
+      const failure = tokenError(region, err, this.#opts, api);
+      // With a role, say whose call it was: the role's permissions are the ones to check.
+      throw role
+        ? new TokenError(
+          region,
+          failure.code,
+          failure.noCredentials,
+          `${failure.message} (as role ${role})`,
+          { cause: err },
+        )
+        : failure;
     } finally {
       client.destroy();
     }
@@ -205,7 +222,7 @@ interface TokenClient {
  */
 async function tokenClient(
   source: TokenKey["source"],
-  config: { region: string; maxAttempts: number; requestHandler?: unknown },
+  config: { region: string; maxAttempts: number; requestHandler?: unknown; credentials?: unknown },
 ): Promise<{ client: TokenClient; command: unknown }> {
   if (source === "ecr-public") {
     const { ECRPUBLICClient, GetAuthorizationTokenCommand } = await import(
@@ -424,7 +441,7 @@ function httpStatusOf(err: unknown): number | undefined {
  * AWS's error name ("AccessDeniedException"), or the system error code of a
  * network failure ("ECONNREFUSED", "EPERM"), which says more than "Error".
  */
-function errorCode(err: unknown): string {
+export function errorCode(err: unknown): string {
   if (!(err instanceof Error)) return "UnknownError";
   const code = (err as { code?: unknown }).code;
   return err.name === "Error" && typeof code === "string" ? code : err.name;

@@ -110,6 +110,18 @@ export const FLAGS = {
       "e.g. ecr-pull=123456789012/us-west-2",
     parse: parseProvision,
   }),
+  roles: def({
+    field: "roles",
+    name: "roles",
+    kind: "string",
+    arg: "<path>",
+    defaultText: "none: every registry gets the base AWS principal's token",
+    help: "The cluster admin's role map (YAML): which IAM role serves which accounts in which " +
+      "namespaces; an account it names is served only there (README, Role map). In the " +
+      "CronJob it is mounted under /etc/kubeecr/.",
+    accepts: "a file path",
+    parse: nonEmpty,
+  }),
   refreshWindow: def({
     field: "refreshWindowMs",
     name: "refresh-window",

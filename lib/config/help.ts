@@ -88,7 +88,8 @@ Exit codes:
      each was reported, and the summary says interrupted=true
   2  the run could not start: bad flags or environment, no cluster access
      (first contact failed, --selector rejected), no AWS credentials at all,
-     an unreadable AWS_CA_BUNDLE, a --proxy the sandbox does not allow
+     an unreadable AWS_CA_BUNDLE, a --proxy the sandbox does not allow, a --roles
+     map that is unreadable or malformed (or whose namespaceSelector is refused)
   130/143  a second SIGINT/SIGTERM: exited at once, without a summary
 
 Commands:

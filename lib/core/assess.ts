@@ -9,21 +9,37 @@ import { RENEW_REQUESTED } from "./status.ts";
 import { AnnotationError, DockerConfigError } from "./errors.ts";
 import type { StoredSecret } from "./store.ts";
 import type { EventReason } from "./events.ts";
+import type { RoleChoice } from "./roles.ts";
 
 export type Assessment =
   | {
     kind: "invalid";
-    reason: Extract<EventReason, "InvalidAnnotation" | "InvalidDockerConfig">;
+    reason: Extract<
+      EventReason,
+      "InvalidAnnotation" | "InvalidDockerConfig" | "NotAllowedByRoleMap"
+    >;
     message: string;
   }
-  | { kind: "fresh"; registries: Registry[]; expiresAt: Date }
-  | { kind: "due"; registries: Registry[]; why: string; reason: DueReason; host?: string };
+  /** `roles`: the role the map chose per host; a host not in it is the base principal's. */
+  | { kind: "fresh"; registries: Registry[]; roles: Map<string, string>; expiresAt: Date }
+  | {
+    kind: "due";
+    registries: Registry[];
+    roles: Map<string, string>;
+    why: string;
+    reason: DueReason;
+    host?: string;
+  };
 
 export interface AssessOptions {
   annotation: string;
   now: Date;
   refreshWindowMs: number;
   force: boolean;
+  /** The role map's choice for a registry in the Secret's namespace; none: no role map. */
+  roleOf?: (registry: Registry, namespace: string) => RoleChoice;
+  /** `kubeecr status`: no role map at hand, so a host's recorded role is not judged. */
+  roleMapUnknown?: boolean;
 }
 
 export function assess(secret: StoredSecret, opts: AssessOptions): Assessment {
@@ -42,8 +58,19 @@ export function assess(secret: StoredSecret, opts: AssessOptions): Assessment {
     }
     throw err;
   }
+  // A refused registry refuses the Secret (all its registries or none, as
+  // joinCredentials): its data stays as it is, whatever it holds.
+  const roles = new Map<string, string>();
+  for (const registry of registries) {
+    const choice = opts.roleOf?.(registry, secret.namespace) ?? { kind: "base" };
+    if (choice.kind === "refused") {
+      return { kind: "invalid", reason: "NotAllowedByRoleMap", message: choice.message };
+    }
+    if (choice.kind === "role") roles.set(registry.host, choice.entry.role);
+  }
   const decision = decide({
     hosts: registries.map((r) => r.host),
+    roles: opts.roleMapUnknown ? "unknown" : roles,
     entries: new Map([...entries].map(([host, text]) => [host, fingerprint(text)])),
     status: secret.annotations[statusKey(opts.annotation)],
     renewRequested: secret.annotations[RENEW_REQUESTED],
@@ -55,11 +82,12 @@ export function assess(secret: StoredSecret, opts: AssessOptions): Assessment {
     ? {
       kind: "due",
       registries,
+      roles,
       why: describeDue(decision.reason, decision.host),
       reason: decision.reason,
       ...(decision.host ? { host: decision.host } : {}),
     }
-    : { kind: "fresh", registries, expiresAt: decision.expiresAt };
+    : { kind: "fresh", registries, roles, expiresAt: decision.expiresAt };
 }
 
 /** "entry-changed 123456789012.dkr.ecr.us-west-2.amazonaws.com", for the debug log. */

@@ -43,13 +43,24 @@ export interface HostStatus {
   expiresAt: string;
   /** fingerprint() of the exact entry text written. */
   sha256: string;
+  /** The IAM role (--roles) whose token it is; absent: the base principal's. Not secret. */
+  role?: string;
 }
 
-/** Compact JSON, hosts sorted: {"<host>":{"expiresAt":"…","sha256":"…"},…}. */
+/**
+ * Compact JSON, hosts sorted: {"<host>":{"expiresAt":"…","sha256":"…"},…};
+ * a host written with a role also has "role":"<arn>" (none otherwise, so an
+ * installation without a role map writes what it always wrote).
+ */
 export function formatStatus(hosts: Map<string, HostStatus>): string {
   const sorted = [...hosts].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+  const record = (s: HostStatus) => ({
+    expiresAt: s.expiresAt,
+    sha256: s.sha256,
+    ...(s.role ? { role: s.role } : {}),
+  });
   return JSON.stringify(
-    Object.fromEntries(sorted.map(([h, s]) => [h, { expiresAt: s.expiresAt, sha256: s.sha256 }])),
+    Object.fromEntries(sorted.map(([h, s]) => [h, record(s)])),
   );
 }
 
@@ -64,9 +75,10 @@ export function parseStatus(value: string): Map<string, HostStatus> | undefined 
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return undefined;
   const out = new Map<string, HostStatus>();
   for (const [host, s] of Object.entries(doc)) {
-    const { expiresAt, sha256 } = (s ?? {}) as Record<string, unknown>;
+    const { expiresAt, sha256, role } = (s ?? {}) as Record<string, unknown>;
     if (typeof expiresAt !== "string" || typeof sha256 !== "string") return undefined;
-    out.set(host, { expiresAt, sha256 });
+    if (role !== undefined && typeof role !== "string") return undefined;
+    out.set(host, { expiresAt, sha256, ...(role ? { role } : {}) });
   }
   return out;
 }
@@ -90,6 +102,7 @@ export type DueReason =
   | "new-registry"
   | "missing-entry"
   | "entry-changed"
+  | "role-changed"
   | "invalid-expires-at"
   | "implausible-expires-at"
   | "expiring";
@@ -103,6 +116,11 @@ export interface DecideInput {
   hosts: string[];
   /** fingerprint() of each host's entry as it is in `.dockerconfigjson` now; absent = no entry. */
   entries: Map<string, string>;
+  /**
+   * The role (--roles) each host is to be served by; a host not in it: the base principal.
+   * "unknown": the caller has no role map (`kubeecr status`), so who wrote a host is not judged.
+   */
+  roles?: ReadonlyMap<string, string> | "unknown";
   /** This installation's status annotation value (statusKey), if any. */
   status: string | undefined;
   /** The RENEW_REQUESTED annotation: present (any value) = `kubeecr renew` asked for a refresh. */
@@ -114,8 +132,9 @@ export interface DecideInput {
 
 /**
  * Fresh only when, for every annotated host, the entry in the data is the
- * one this installation wrote (its fingerprint matches the status) and the
- * expiry recorded for it is later than now + window. Anything doubtful is
+ * one this installation wrote (its fingerprint matches the status), written
+ * with the role the map now chooses for it, and the expiry recorded for it is
+ * later than now + window. Anything doubtful is
  * due: refreshing early costs one API call, refreshing late breaks image pulls.
  * The summary annotations (expires-at, refreshed-at) are never read: another
  * installation or a GitOps re-apply can leave them saying "fresh".
@@ -133,6 +152,11 @@ export function decide(input: DecideInput): Decision {
     const current = input.entries.get(host);
     if (current === undefined) return { due: true, reason: "missing-entry", host };
     if (current !== recorded.sha256) return { due: true, reason: "entry-changed", host };
+    // The admin moved the host to another role (or to or from the base
+    // principal): the token there is another identity's, whatever its expiry.
+    if (input.roles !== "unknown" && recorded.role !== input.roles?.get(host)) {
+      return { due: true, reason: "role-changed", host };
+    }
     const expiresAt = parseTime(recorded.expiresAt);
     if (!expiresAt) return { due: true, reason: "invalid-expires-at", host };
     if (capExpiry(expiresAt, input.now).capped) {

@@ -16,7 +16,13 @@ export interface RefreshedFacts {
   expiresAt: Date;
   /** Hosts whose expiry ECR gave beyond the token lifetime, capped to it. */
   capped?: string[];
+  /** The IAM role (--roles) that fetched each host's token, when not the base principal. */
+  roles?: Record<string, string>;
 }
+
+/** "host (as role arn:…)" when a role fetched the host's token. */
+const asRole = (host: string, roles: Record<string, string> | undefined) =>
+  roles?.[host] ? `${host} (as role ${roles[host]})` : host;
 
 /** A Warning says what went wrong, as the outcome's message already does. */
 const warning = { type: "Warning", message: (f: { message: string }) => f.message } as const;
@@ -26,9 +32,8 @@ const EVENTS = {
   Refreshed: {
     type: "Normal",
     message: (f: RefreshedFacts) =>
-      `Refreshed ECR credentials for ${f.hosts.join(", ")}; they expire at ${
-        formatTime(f.expiresAt)
-      }${
+      `Refreshed ECR credentials for ${f.hosts.map((h) => asRole(h, f.roles)).join(", ")}; ` +
+      `they expire at ${formatTime(f.expiresAt)}${
         f.capped
           ? ` (capped to ${TOKEN_LIFETIME}: ECR answered a later expiry for ${f.capped.join(", ")})`
           : ""
@@ -37,6 +42,7 @@ const EVENTS = {
   InvalidAnnotation: warning,
   InvalidDockerConfig: warning,
   InvalidSecretType: warning,
+  NotAllowedByRoleMap: warning,
   RefreshFailed: warning,
 } as const satisfies Record<string, { type: EventType; message: (facts: never) => string }>;
 

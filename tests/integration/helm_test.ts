@@ -7,7 +7,9 @@
  *   examples/installation`, with ci/provision-values.yaml `kubectl kustomize examples/provision`.
  *   Compared as parsed objects, sorted by identity. Helm's own labels are checked (exact values)
  *   and then removed at the three places the chart puts them; the one object only kustomize
- *   renders (the user's AWS Secret from aws.env) is named. A one-sided change to either copy
+ *   renders (the user's AWS Secret from aws.env) is named, and so is the role map's ConfigMap,
+ *   which the user's own generator makes without the install's labels (the roles install, composed
+ *   as manifests/components/roles tells users). A one-sided change to either copy
  *   makes the comparison fail, checked here on scratch copies;
  * - every flag of the program (lib/config.ts FLAG_NAMES) is a value, and what values.schema.json
  *   accepts is what the program accepts: each value rendered by Helm and parsed by the program's
@@ -64,6 +66,30 @@ const INSTALLS = {
     // examples/installation's, which it builds on.
     userSupplied: ["v1 Secret kubeecr/kubeecr-aws-secrets"],
   },
+  // manifests/ with the roles component, composed as its kustomization.yaml tells users, with
+  // the component's roles.example.yaml as the map (the chart's default roles.map).
+  "roles": {
+    values: "ci/roles-values.yaml",
+    userSupplied: [] as string[],
+    // The user's own generator makes the map's ConfigMap, outside manifests/'s labels.
+    unlabelled: ["v1 ConfigMap kubeecr/kubeecr-roles"],
+  },
+};
+
+/** Installs the test composes in the scratch tree (a user's kustomization around a component). */
+const COMPOSED: Partial<Record<keyof typeof INSTALLS, { kustomization: string; copy: string }>> = {
+  roles: {
+    kustomization: "resources: [../manifests]\ncomponents: [../manifests/components/roles]\n" +
+      "configMapGenerator: [{name: kubeecr-roles, namespace: kubeecr, files: [roles.yaml], " +
+      "options: {disableNameSuffixHash: true}}]\n",
+    copy: "manifests/components/roles/roles.example.yaml",
+  },
+};
+
+/** The labels of the kustomize installs (manifests/base/kustomization.yaml). */
+const KUSTOMIZE_LABELS = {
+  "app.kubernetes.io/name": "kubeecr",
+  "app.kubernetes.io/component": "credential-refresher",
 };
 
 /** kustomize output of one install, from a scratch copy of the tree (`root`, made if absent). */
@@ -71,6 +97,12 @@ async function renderKustomize(target: keyof typeof INSTALLS, root?: string): Pr
   if (!root) {
     root = await scratch("kustomize-");
     await copyInstallation(root);
+  }
+  const composed = COMPOSED[target];
+  if (composed) {
+    await Deno.mkdir(`${root}/${target}`, { recursive: true });
+    await Deno.writeTextFile(`${root}/${target}/kustomization.yaml`, composed.kustomization);
+    await Deno.copyFile(`${root}/${composed.copy}`, `${root}/${target}/roles.yaml`);
   }
   return await kustomize(`${root}/${target}`);
 }
@@ -154,7 +186,7 @@ function differences(
   fromHelm: Obj[],
   fromKustomize: Obj[],
   labels: Record<string, string>,
-  { userSupplied }: { userSupplied: string[] },
+  { userSupplied, unlabelled = [] }: { userSupplied: string[]; unlabelled?: string[] },
 ): string[] {
   const found: string[] = [];
   const chart = new Map<string, Obj>();
@@ -180,6 +212,23 @@ function differences(
   }
   for (const id of userSupplied) {
     if (!installed.delete(id)) found.push(`${id}: expected from kustomize (the user's), missing`);
+  }
+  for (const id of unlabelled) {
+    const fromChart = chart.get(id)?.metadata;
+    const fromKust = installed.get(id)?.metadata;
+    if (!fromChart || !fromKust) continue; // reported below as only on one side
+    if (fromKust.labels !== undefined) {
+      found.push(
+        `${id}: kustomize labels it now (${canonical(fromKust.labels)}): drop it from unlabelled`,
+      );
+    }
+    for (const [key, value] of Object.entries(KUSTOMIZE_LABELS)) {
+      if (fromChart.labels?.[key] !== value) {
+        found.push(`${id} metadata.labels["${key}"]: ${fromChart.labels?.[key]}, want ${value}`);
+      }
+      delete fromChart.labels?.[key];
+    }
+    if (fromChart.labels && Object.keys(fromChart.labels).length === 0) delete fromChart.labels;
   }
   for (const [id, o] of chart) {
     const other = installed.get(id);
@@ -295,6 +344,7 @@ Deno.test("helm lint --strict is clean with the defaults and with each ci/ value
       ["ci/manifests-values.yaml"],
       ["ci/installation-values.yaml"],
       ["ci/provision-values.yaml"],
+      ["ci/roles-values.yaml"],
     ]
   ) {
     const result = await helm([
@@ -324,6 +374,8 @@ const NOT_IN_CHART: Record<string, string> = {
   "--kubeconfig": "local runs only: in a pod the program uses its ServiceAccount, and the " +
     "image's sandbox (-P=cronjob) cannot read a kubeconfig file",
   "--context": "local runs only: a kubeconfig context, refused in-cluster",
+  "--roles": "the chart mounts the map itself (roles.enabled, roles.map) and sets the path: a " +
+    "path alone would name a file the pod does not have",
 };
 
 const camel = (flag: string) =>

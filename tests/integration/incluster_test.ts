@@ -47,6 +47,14 @@ const HOST = `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com`;
 const NONROOT = 65532;
 const IRSA_DIR = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 const ROLE_ARN = `arn:aws:iam::${ACCOUNT}:role/kubeecr-irsa`;
+/** What EKS's webhook sets in a pod for IRSA (with the token projected at IRSA_DIR). */
+const IRSA_ENV = {
+  AWS_ROLE_ARN: ROLE_ARN,
+  AWS_WEB_IDENTITY_TOKEN_FILE: `${IRSA_DIR}/token`,
+  AWS_STS_REGIONAL_ENDPOINTS: "regional",
+  AWS_REGION: REGION,
+  AWS_DEFAULT_REGION: REGION,
+};
 // The AWS names the SDK resolves for the Secrets' region (ECR; STS regional
 // and global), served by the relay's TLS front for moto.
 const AWS_NAMES = [
@@ -89,6 +97,18 @@ project() {
   ln -s "$ts" "$dir/..data"
 }
 project /run/secrets/kubernetes.io/serviceaccount "$stage/sa"
+# A ConfigMap volume at /etc/kubeecr (the role map), projected the same way.
+# This machine has no /etc/kubeecr and must not get one: the pod's /etc is a
+# tmpfs holding a copy of it, in this mount namespace only.
+if [ -d "$stage/roles" ]; then
+  mkdir /run/etc-host
+  mount --bind /etc /run/etc-host
+  mount -t tmpfs -o mode=0755 tmpfs /etc
+  cp -a /run/etc-host/. /etc/
+  umount /run/etc-host
+  rmdir /run/etc-host
+  project /etc/kubeecr "$stage/roles"
+fi
 if [ -d "$stage/irsa" ]; then project ${IRSA_DIR.replace("/var/run", "/run")} "$stage/irsa"; fi
 install -m 0644 "$stage/aws-ca.crt" /run/kubeecr-test-ca.crt
 mkdir /run/deno-dir /run/kubeecr
@@ -103,6 +123,10 @@ for m in / /run /run/deno-dir /run/kubeecr /run/deno /etc/hosts /run/secrets/kub
   mount -o remount,bind,ro "$m"
 done
 if [ -d "$stage/irsa" ]; then mount -o remount,bind,ro ${IRSA_DIR.replace("/var/run", "/run")}; fi
+if [ -d "$stage/roles" ]; then
+  mount -o remount,bind,ro /etc
+  mount -o remount,bind,ro /etc/kubeecr
+fi
 for d in / /tmp /run /run/deno-dir /run/kubeecr /run/secrets/kubernetes.io/serviceaccount; do
   if touch "$d/.kubeecr-rw-probe" 2>/dev/null; then
     rm -f "$d/.kubeecr-rw-probe"
@@ -304,6 +328,8 @@ interface PodOptions {
   denoFlags?: string[];
   /** Files that replace /etc/ssl/certs in the pod's view (a mounted CA bundle). */
   certs?: Record<string, string>;
+  /** The files of a ConfigMap volume at /etc/kubeecr (the role map), as the kubelet projects them. */
+  roles?: Record<string, string>;
 }
 
 /** Runs main.ts as the pod would, in a private mount namespace. */
@@ -328,6 +354,12 @@ async function runAsPod(
     await Deno.writeTextFile(`${stage}/irsa/token`, opts.irsaToken);
   }
   await Deno.copyFile(net.caCert, `${stage}/aws-ca.crt`);
+  if (opts.roles) {
+    await Deno.mkdir(`${stage}/roles`);
+    for (const [name, text] of Object.entries(opts.roles)) {
+      await Deno.writeTextFile(`${stage}/roles/${name}`, text);
+    }
+  }
   if (opts.certs) {
     await Deno.mkdir(`${stage}/certs`);
     for (const [name, text] of Object.entries(opts.certs)) {
@@ -642,14 +674,7 @@ Deno.test("IRSA: a projected sts.amazonaws.com token is exchanged at STS and the
 
     const pod = await runAsPod(env, net, work, {
       irsaToken,
-      // What the webhook sets.
-      env: {
-        AWS_ROLE_ARN: ROLE_ARN,
-        AWS_WEB_IDENTITY_TOKEN_FILE: `${IRSA_DIR}/token`,
-        AWS_STS_REGIONAL_ENDPOINTS: "regional",
-        AWS_REGION: REGION,
-        AWS_DEFAULT_REGION: REGION,
-      },
+      env: IRSA_ENV,
     });
     assert.equal(pod.code, 0, `stdout:\n${pod.stdout}\nstderr:\n${pod.stderr}`);
     assert.ok(!("AWS_ACCESS_KEY_ID" in (await podSpec(env)).env), "no static keys in the pod");
@@ -670,6 +695,147 @@ Deno.test("IRSA: a projected sts.amazonaws.com token is exchanged at STS and the
       `ECR signed with the key STS returned (${keyId}): ${ecr[0].authorization?.slice(0, 60)}`,
     );
     assert.deepEqual((await secretState(env, "team-irsa")).hosts, [HOST]);
+  });
+});
+
+Deno.test("role map under -P=cronjob with IRSA base credentials: each role assumed once, from the IRSA session", async () => {
+  const ROLE_A = "arn:aws:iam::210987654321:role/ecr-pull-team-a";
+  const ROLE_B = "arn:aws:iam::444444444444:role/ecr-pull-team-b";
+  await withEnv(async (env, net, work) => {
+    await copyInstallation(work);
+    // IRSA instead of static keys, and the roles component with the admin's map, as README says.
+    const dir = `${work}/examples/installation`;
+    const text = await Deno.readTextFile(`${dir}/kustomization.yaml`);
+    await Deno.writeTextFile(
+      `${dir}/kustomization.yaml`,
+      text.replace(/^secretGenerator:\n(?:[ -].*\n)+/m, "")
+        .replace(
+          /^(\s*- )\.\.\/\.\.\/manifests\/components\/namespace-opt-in\n/m,
+          "$&$1../../manifests/components/roles\n",
+        ) +
+        "\nconfigMapGenerator:\n  - name: kubeecr-roles\n    namespace: kubeecr\n" +
+        "    files: [roles.yaml]\n    options:\n      disableNameSuffixHash: true\n",
+    );
+    await Deno.writeTextFile(
+      `${dir}/roles.yaml`,
+      `roles:
+  - role: ${ROLE_A}
+    externalId: team-a
+    accounts: ["210987654321"]
+    namespaces: ["tenant-a"]
+  - role: ${ROLE_B}
+    accounts: ["444444444444"]
+    namespaceSelector: tenant=b
+otherAccounts: deny
+`,
+    );
+    await kubectl(env, ["apply", "-k", dir]);
+    const tenants: [string, Record<string, string>, string][] = [
+      ["tenant-a", {}, "210987654321"],
+      ["tenant-b", { tenant: "b" }, "444444444444"],
+    ];
+    for (const [ns, labels, account] of tenants) {
+      const meta = { name: ns, labels: { "kubeecr.deft.com/enabled": "true", ...labels } };
+      await kubectl(
+        env,
+        ["create", "-f", "-"],
+        JSON.stringify({ kind: "Namespace", apiVersion: "v1", metadata: meta }),
+      );
+      const secret = (name: string, item: string) => ({
+        apiVersion: "v1",
+        kind: "Secret",
+        type: "kubernetes.io/dockerconfigjson",
+        metadata: { name, namespace: ns, annotations: { "deft.com/kubeecr": item } },
+        stringData: { ".dockerconfigjson": '{"auths":{}}' },
+      });
+      await kubectl(
+        env,
+        ["apply", "-f", "-"],
+        JSON.stringify(secret("ecr-pull", `${account}/${REGION}`)),
+      );
+    }
+    // tenant-b asks for tenant-a's account: refused by the map.
+    await kubectl(
+      env,
+      ["apply", "-f", "-"],
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "Secret",
+        type: "kubernetes.io/dockerconfigjson",
+        metadata: {
+          name: "steal",
+          namespace: "tenant-b",
+          annotations: { "deft.com/kubeecr": `210987654321/${REGION}` },
+        },
+        stringData: { ".dockerconfigjson": '{"auths":{}}' },
+      }),
+    );
+
+    // The ConfigMap as the API server holds it, projected as the CronJob's volume says.
+    const cronjob = JSON.parse(
+      await kubectl(env, ["-n", "kubeecr", "get", "cronjob", "kubeecr", "-o", "json"]),
+    );
+    const podTemplate = cronjob.spec.jobTemplate.spec.template.spec;
+    const volume = podTemplate.volumes.find((v: { name: string }) => v.name === "roles");
+    assert.deepEqual(podTemplate.containers[0].volumeMounts, [
+      { name: "roles", mountPath: "/etc/kubeecr", readOnly: true },
+    ]);
+    const configMap = JSON.parse(
+      await kubectl(env, [
+        "-n",
+        "kubeecr",
+        "get",
+        "configmap",
+        volume.configMap.name,
+        "-o",
+        "json",
+      ]),
+    );
+    const pod = await runAsPod(env, net, work, {
+      irsaToken: await irsaTokenFor(env),
+      roles: configMap.data,
+      env: IRSA_ENV,
+    });
+    const said = `stdout:\n${pod.stdout}\nstderr:\n${pod.stderr}`;
+    assert.equal(pod.code, 1, said);
+    assert.equal((await podSpec(env)).env.KUBEECR_ROLES, "/etc/kubeecr/roles.yaml");
+    const summary = summaryOf(pod);
+    assert.deepEqual([summary.refreshed, summary.failed], [2, 1], said);
+    const lines = pod.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    assert.equal(
+      lines.find((l) => l.secret === "tenant-b/steal" && l.msg === "failed")?.reason,
+      "NotAllowedByRoleMap",
+      said,
+    );
+
+    // One web-identity exchange, then one AssumeRole per role signed with its session's key.
+    const web = net.records.filter((r) => r.form?.Action === "AssumeRoleWithWebIdentity");
+    assert.equal(web.length, 1, "one web-identity exchange for both roles");
+    const assumed = net.records.filter((r) => r.form?.Action === "AssumeRole");
+    assert.deepEqual(assumed.map((r) => r.form?.RoleArn).sort(), [ROLE_A, ROLE_B]);
+    for (const call of assumed) {
+      assert.equal(call.host, `sts.${REGION}.amazonaws.com`);
+      assert.ok(call.authorization?.includes(`Credential=${web[0].accessKeyId}/`), "from IRSA");
+      assert.equal(call.form?.ExternalId, call.form?.RoleArn === ROLE_A ? "team-a" : undefined);
+    }
+    // One ECR call per role, each signed with that role's key; the token names its account.
+    const ecr = net.records.filter((r) => r.target?.endsWith("GetAuthorizationToken"));
+    assert.equal(ecr.length, 2);
+    for (const call of assumed) {
+      assert.equal(
+        ecr.filter((r) => r.authorization?.includes(`Credential=${call.accessKeyId}/`)).length,
+        1,
+        `one ECR call as ${call.form?.RoleArn}`,
+      );
+    }
+    for (const [ns, , account] of tenants) {
+      const s = JSON.parse(
+        await kubectl(env, ["-n", ns, "get", "secret", "ecr-pull", "-o", "json"]),
+      );
+      const auths = JSON.parse(atob(s.data[".dockerconfigjson"])).auths;
+      const host = `${account}.dkr.ecr.${REGION}.amazonaws.com`;
+      assert.match(auths[host].password, new RegExp(`^${account}-auth-token`), ns);
+    }
   });
 });
 

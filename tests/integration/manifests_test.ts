@@ -35,6 +35,10 @@ import { copyInstallation } from "./install.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 
+/** The role map's ConfigMap as the roles component tells users to generate it (from roles.yaml). */
+const ROLES_CONFIGMAP = "configMapGenerator: [{name: kubeecr-roles, namespace: kubeecr, " +
+  "files: [roles.yaml], options: {disableNameSuffixHash: true}}]";
+
 /**
  * Kustomizations a user writes around the components (components do not
  * render on their own): rendered from a scratch directory beside copies of
@@ -58,6 +62,16 @@ const COMPOSED: Record<string, string[]> = {
     "components: [../manifests/components/admission, ../manifests/components/namespace-opt-in, " +
     "../manifests/components/provision]",
   ],
+  "manifests + roles": [
+    "resources: [../manifests]",
+    "components: [../manifests/components/roles]",
+    ROLES_CONFIGMAP,
+  ],
+  "manifests/namespaced + roles": [
+    "resources: [../manifests/namespaced]",
+    "components: [../manifests/components/roles]",
+    ROLES_CONFIGMAP,
+  ],
 };
 /** Combinations that must not render: they would install half of the opt-in. */
 const MISUSED: Record<string, { lines: string[]; error: string }> = {
@@ -71,6 +85,10 @@ const MISUSED: Record<string, { lines: string[]; error: string }> = {
   "manifests + namespace-opt-in (no admission component)": {
     lines: ["resources: [../manifests]", "components: [../manifests/components/namespace-opt-in]"],
     error: "nothing selected by ValidatingAdmissionPolicy",
+  },
+  "manifests + roles (no kubeecr-roles ConfigMap)": {
+    lines: ["resources: [../manifests]", "components: [../manifests/components/roles]"],
+    error: "nothing selected by ConfigMap.[noVer].[noGrp]/kubeecr-roles.kubeecr",
   },
   "manifests + admission (no annotation-key.yaml)": {
     lines: ["resources: [../manifests]", "components: [../manifests/components/admission]"],
@@ -100,8 +118,12 @@ const INSTALLS = [
   ...Object.keys(COMPOSED),
 ];
 const TARGETS = [...INSTALLS, "examples/usage"];
-/** The installs with the namespace opt-in component. */
-const OPT_IN = ["examples/installation", "manifests + admission + namespace-opt-in"];
+/** The installs that list namespaces: the namespace opt-in component, or the role map's selectors. */
+const OPT_IN = [
+  "examples/installation",
+  "manifests + admission + namespace-opt-in",
+  "manifests + roles",
+];
 /** The installs with the provision component (and so the opt-in). */
 const PROVISION = ["examples/provision", "manifests + admission + namespace-opt-in + provision"];
 
@@ -175,6 +197,10 @@ async function render(target: string): Promise<Rendered> {
       await Deno.copyFile(
         `${work}/manifests/components/provision/provision.example.yaml`,
         `${dir}/provision.yaml`,
+      );
+      await Deno.copyFile(
+        `${work}/manifests/components/roles/roles.example.yaml`,
+        `${dir}/roles.yaml`,
       );
       const lines = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization"];
       await Deno.writeTextFile(
@@ -442,6 +468,38 @@ Deno.test("the provision component adds exactly create on secrets, --provision a
   for (const kind of ["ClusterRole", "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"]) {
     assert.deepEqual(ofKind(example, kind), ofKind(items, kind), kind);
   }
+});
+
+Deno.test("the roles component adds the map's mount and variable, and list on namespaces only where a ClusterRole is", async () => {
+  const plain = (await rendered("manifests")).items;
+  const { items } = await rendered("manifests + roles");
+  const added = grantsOf(ofKind(items, "ClusterRole")[0]).filter((g) =>
+    !grantsOf(ofKind(plain, "ClusterRole")[0]).includes(g)
+  );
+  assert.deepEqual(added, ["namespaces:list"]);
+  assert.deepEqual(envOf(items), { KUBEECR_ROLES: "/etc/kubeecr/roles.yaml" });
+  const pod = ofKind(items, "CronJob")[0].spec.jobTemplate.spec.template.spec;
+  assert.deepEqual(pod.volumes, [{ name: "roles", configMap: { name: "kubeecr-roles" } }]);
+  assert.deepEqual(pod.containers[0].volumeMounts, [
+    { name: "roles", mountPath: "/etc/kubeecr", readOnly: true },
+  ]);
+  // The mount is the directory the cronjob sandbox may read.
+  const denoJson = JSON.parse(await Deno.readTextFile(`${REPO}deno.json`));
+  assert.ok(denoJson.permissions.cronjob.read.allow.includes("/etc/kubeecr"));
+  const [map] = ofKind(items, "ConfigMap").filter((o) => o.metadata.name === "kubeecr-roles");
+  assert.equal(map.metadata.namespace, "kubeecr");
+  assert.deepEqual(
+    untouched(items).filter((o) => o.kind !== "ConfigMap"),
+    untouched(plain),
+  );
+  // Namespaced: the same mount, no ClusterRole to extend, the Roles unchanged.
+  const namespaced = (await rendered("manifests/namespaced")).items;
+  const withRoles = (await rendered("manifests/namespaced + roles")).items;
+  assert.deepEqual(
+    ofKind(withRoles, "Role", "ClusterRole"),
+    ofKind(namespaced, "Role", "ClusterRole"),
+  );
+  assert.equal(envOf(withRoles).KUBEECR_ROLES, "/etc/kubeecr/roles.yaml");
 });
 
 Deno.test("examples/installation is the hardened install: both components", async () => {

@@ -266,3 +266,48 @@ Deno.test("a GitOps re-apply puts the placeholder back: the pod fails, the next 
     await cleanup(ns);
   }
 });
+
+Deno.test("role map: each tenant's pod pulls with its role's token, a refused tenant's pod does not", async () => {
+  const node = nodeOf(env);
+  await using proxy = ecrProxy();
+  const [west, central] = node.registries;
+  const id = crypto.randomUUID().slice(0, 6);
+  const [a, b, c] = ["a", "b", "c"].map((t) => `tenant-${t}-${id}`);
+  const ROLE_A = "arn:aws:iam::210987654321:role/ecr-pull-team-a";
+  const ROLE_B = "arn:aws:iam::444444444444:role/ecr-pull-team-b";
+  // The node's registries are account 123456789012's: team-a pulls from its us-west-2 registry
+  // as ROLE_A, team-b (by label) from eu-central-1 as ROLE_B, tenant-c is in no entry.
+  const map = await Deno.makeTempFile({ dir: env.dir, prefix: "roles-", suffix: ".yaml" });
+  await Deno.writeTextFile(
+    map,
+    `roles:
+  - role: ${ROLE_A}
+    accounts: ["123456789012"]
+    namespaces: ["${a}"]
+  - role: ${ROLE_B}
+    accounts: ["123456789012"]
+    namespaceSelector: tenant=b-${id}
+`,
+  );
+  for (const ns of [a, b, c]) await kubectl(env, ["create", "namespace", ns]);
+  await kubectl(env, ["label", "namespace", b, `tenant=b-${id}`]);
+  try {
+    await createSecret(env, a, { name: "ecr-pull", registries: "123456789012/us-west-2" });
+    await createSecret(env, b, { name: "ecr-pull", registries: "123456789012/eu-central-1" });
+    await createSecret(env, c, { name: "ecr-pull", registries: "123456789012/us-west-2" });
+    const run = await runKubeecr(env, ["--roles", map, "--namespace", `${a},${b},${c}`], {
+      aws: proxy.stsEnv,
+    });
+    assert.equal(run.code, 1, run.stdout + run.stderr);
+    assert.match(run.stdout, new RegExp(`failed secret=${c}/ecr-pull reason=NotAllowedByRoleMap`));
+    assert.deepEqual(Object.fromEntries(proxy.roleTokenCalls), {
+      [`${ROLE_A}|us-west-2`]: 1,
+      [`${ROLE_B}|eu-central-1`]: 1,
+    });
+    assertRunning(await pull(a, west.image), "team-a as its role");
+    assertRunning(await pull(b, central.image), "team-b as its role");
+    assert401(await pull(c, west.image), "tenant-c, refused by the map");
+  } finally {
+    for (const ns of [a, b, c]) await cleanup(ns);
+  }
+});

@@ -28,6 +28,11 @@
  *   to us-east-1 and the service `ecr-public` (what real AWS requires:
  *   InvalidSignatureException otherwise); calls are counted, failed and
  *   timed under the name "ecr-public" where ECR's are under their region.
+ * - Pointed at by AWS_ENDPOINT_URL_STS too (`stsEnv`), it counts STS
+ *   AssumeRole calls per role ARN and remembers which access key each
+ *   answer handed out, so GetAuthorizationToken calls are also counted per
+ *   (role, region): the role is the one whose credentials signed the call.
+ *   `failRole(arn)` answers AssumeRole of that role with an STS error.
  */
 
 const GET_TOKEN = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
@@ -44,6 +49,18 @@ export interface EcrProxy extends AsyncDisposable {
   passwords: Map<string, string>;
   /** GetAuthorizationToken calls seen for `region` (or "ecr-public"), or in all. */
   tokenCalls(region?: string): number;
+  /** AWS_ENDPOINT_URL_ECR and AWS_ENDPOINT_URL_STS both at this proxy. */
+  stsEnv: Record<string, string>;
+  /** GetAuthorizationToken calls per "<role or base>|<region>", as signed. */
+  roleTokenCalls: Map<string, number>;
+  /** STS AssumeRole calls per role ARN (refused ones included). */
+  assumeRoleCalls: Map<string, number>;
+  /** Answers AssumeRole of `role` with an STS error from now on. */
+  failRole(role: string, code?: string, message?: string): void;
+  /** Never answers AssumeRole of `role` (until the caller gives up or the proxy closes). */
+  hangRole(role: string): void;
+  /** Refuses AssumeRole of `role` asking for more than `seconds`, as STS does (ValidationError). */
+  maxSession(role: string, seconds: number): void;
   /** Answers `region` with an AWS error from now on. */
   fail(region: string, code?: string, message?: string): void;
   /** Tokens of `region` expire `seconds` after they are handed out (default 12h). */
@@ -91,6 +108,11 @@ export interface EcrProxyOptions {
   onToken?: (region: string, password: string, expiresAt: number) => Promise<void>;
 }
 
+/** "AWS4-HMAC-SHA256 Credential=AKID/…" → "AKID". */
+function accessKeyOf(authorization: string | null): string {
+  return /Credential=([^/]+)\//.exec(authorization ?? "")?.[1] ?? "";
+}
+
 /** A password of its own for one call: moto's, which names the account, plus 16 random hex digits. */
 function distinct(motoPassword: string): string {
   const random = crypto.getRandomValues(new Uint8Array(8));
@@ -102,6 +124,14 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
   const failures = new Map<string, { code: string; message: string }>();
   const passwords = new Map<string, string>();
   const lifetimes = new Map<string, number>();
+  const roleCalls = new Map<string, number>();
+  const assumeCalls = new Map<string, number>();
+  const roleFailures = new Map<string, { code: string; message: string }>();
+  const hanging = new Set<string>();
+  const maxSessions = new Map<string, number>();
+  const closing = new AbortController();
+  /** Access key id → the role ARN whose AssumeRole answer handed it out. */
+  const keyRoles = new Map<string, string>();
 
   const defaultLifetime = opts.tokenLifetimeSeconds ?? TOKEN_LIFETIME_S;
 
@@ -132,10 +162,45 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
     if (req.headers.get("x-amz-target") === GET_PUBLIC_TOKEN) return await publicToken(req);
     const region = regionOf(req.headers.get("authorization"));
     const isGetToken = req.headers.get("x-amz-target") === GET_TOKEN;
-    if (isGetToken) calls.set(region, (calls.get(region) ?? 0) + 1);
+    if (isGetToken) {
+      calls.set(region, (calls.get(region) ?? 0) + 1);
+      const by = `${
+        keyRoles.get(accessKeyOf(req.headers.get("authorization"))) ?? "base"
+      }|${region}`;
+      roleCalls.set(by, (roleCalls.get(by) ?? 0) + 1);
+    }
+    // STS speaks the query protocol: a form body with Action=AssumeRole&RoleArn=….
+    const body = req.body ? await req.arrayBuffer() : undefined;
+    const form = req.headers.get("content-type")?.startsWith("application/x-www-form-urlencoded")
+      ? new URLSearchParams(new TextDecoder().decode(body))
+      : undefined;
+    const assumed = form?.get("Action") === "AssumeRole" ? form.get("RoleArn") ?? "" : undefined;
+    if (assumed !== undefined) {
+      assumeCalls.set(assumed, (assumeCalls.get(assumed) ?? 0) + 1);
+      if (hanging.has(assumed)) {
+        // Until the proxy closes: the caller's own deadline is what is tested.
+        await new Promise((resolve) => closing.signal.addEventListener("abort", resolve));
+        return new Response(null, { status: 503 });
+      }
+      const asked = Number(form?.get("DurationSeconds") ?? 3600);
+      const refusal = asked > (maxSessions.get(assumed) ?? Infinity)
+        ? {
+          code: "ValidationError",
+          message:
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+        }
+        : roleFailures.get(assumed);
+      if (refusal) {
+        return new Response(
+          `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender` +
+            `</Type><Code>${refusal.code}</Code><Message>${refusal.message}</Message></Error>` +
+            "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>",
+          { status: 403, headers: { "content-type": "text/xml" } },
+        );
+      }
+    }
     const failure = failures.get(region);
     if (isGetToken && failure) {
-      await req.body?.cancel();
       return Response.json({ __type: failure.code, message: failure.message }, {
         status: 400,
         headers: { "content-type": "application/x-amz-json-1.1" },
@@ -147,8 +212,14 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
     const upstream = await fetch(`${motoUrl}${url.pathname}${url.search}`, {
       method: req.method,
       headers,
-      body: req.body ? await req.arrayBuffer() : undefined,
+      body,
     });
+    if (assumed !== undefined && upstream.ok) {
+      const xml = await upstream.text();
+      const key = /<AccessKeyId>([^<]+)<\/AccessKeyId>/.exec(xml)?.[1];
+      if (key) keyRoles.set(key, assumed);
+      return new Response(xml, { status: upstream.status, headers: upstream.headers });
+    }
     if (!isGetToken || !upstream.ok) return upstream;
     const answer = await upstream.json();
     for (const data of answer.authorizationData ?? []) {
@@ -174,6 +245,7 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
 
   const url = `http://127.0.0.1:${server.addr.port}`;
   const close = async () => {
+    closing.abort();
     await Promise.all([server.shutdown(), secure?.shutdown()]);
   };
   return {
@@ -184,6 +256,16 @@ export function startEcrProxy(motoUrl: string, opts: EcrProxyOptions = {}): EcrP
     fail: (r, code = "AccessDeniedException", message = `User is not authorized in ${r}`) =>
       failures.set(r, { code, message }),
     tokenLifetime: (r, seconds) => lifetimes.set(r, seconds),
+    stsEnv: { AWS_ENDPOINT_URL_ECR: url, AWS_ENDPOINT_URL_STS: url },
+    roleTokenCalls: roleCalls,
+    assumeRoleCalls: assumeCalls,
+    failRole: (
+      role,
+      code = "AccessDenied",
+      message = `User is not authorized to perform: sts:AssumeRole on resource: ${role}`,
+    ) => roleFailures.set(role, { code, message }),
+    hangRole: (role) => hanging.add(role),
+    maxSession: (role, seconds) => maxSessions.set(role, seconds),
     close,
     [Symbol.asyncDispose]: close,
   };

@@ -187,3 +187,36 @@ Deno.test("assess", async (t) => {
     });
   }
 });
+
+Deno.test("assess with a role map: the role is part of freshness, a refusal is the Secret's", async () => {
+  const ROLE = "arn:aws:iam::123456789012:role/ecr-pull";
+  const role = (r: string): AssessOptions["roleOf"] => () => ({
+    kind: "role",
+    entry: { index: 0, role: r, accounts: ["123456789012"], namespaces: ["ns"] },
+  });
+  const base = await fixture();
+  assert.equal(assess(base, { ...OPTS, roleOf: () => ({ kind: "base" }) }).kind, "fresh");
+  const moved = assess(base, { ...OPTS, roleOf: role(ROLE) });
+  assert.deepEqual(moved.kind === "due" && [moved.why, [...moved.roles]], [
+    `role-changed ${HOST}`,
+    [[HOST, ROLE]],
+  ]);
+  const refused = assess(base, { ...OPTS, roleOf: () => ({ kind: "refused", message: "no" }) });
+  assert.deepEqual(refused, { kind: "invalid", reason: "NotAllowedByRoleMap", message: "no" });
+
+  // Written by the role: fresh while the map still chooses it, due when it chooses another.
+  const store = new MemoryStore();
+  const ref = store.add({
+    namespace: "ns",
+    name: "pull",
+    annotations: { [ANNOTATION]: ITEM[HOST] },
+  });
+  await writeSecret(store, ref, parseAnnotation(ANNOTATION, ITEM[HOST]), [
+    { host: HOST, password: "pw", expiresAt: new Date("2026-11-27T22:00:00Z"), role: ROLE },
+  ], { ...OPTS, dryRun: false, maxAttempts: 1 });
+  const byRole = (await store.get(ref))!;
+  assert.equal(JSON.parse(byRole.annotations[STATUS])[HOST].role, ROLE);
+  assert.equal(assess(byRole, { ...OPTS, roleOf: role(ROLE) }).kind, "fresh");
+  assert.equal(assess(byRole, { ...OPTS, roleOf: role(`${ROLE}-v2`) }).kind, "due");
+  assert.equal(assess(byRole, OPTS).kind, "due", "no map any more: back to the base principal");
+});

@@ -64,6 +64,9 @@ const PER_FLAG: [string, string | undefined, string, Partial<Config>, string[]?]
     provision: { secretName: "ecr-pull", value: "123456789012/us-west-2" },
     namespaceSelector: "team=web",
   }, ["--namespace-selector", "team=web"]],
+  ["roles", "/etc/kubeecr/roles.yaml", "/etc/kubeecr/roles.yaml", {
+    roles: "/etc/kubeecr/roles.yaml",
+  }],
   ["refresh-window", "1h30m", "1h30m", { refreshWindowMs: 90 * 60_000 }],
   ["page-size", "50", "50", { pageSize: 50 }],
   ["request-timeout", "2s", "2s", { requestTimeoutMs: 2000 }],
@@ -461,6 +464,7 @@ Deno.test("ENV_VARS lists every variable parseConfig reads", () => {
     "KUBEECR_SELECTOR",
     "KUBEECR_NAMESPACE_SELECTOR",
     "KUBEECR_PROVISION",
+    "KUBEECR_ROLES",
     "KUBEECR_REFRESH_WINDOW",
     "KUBEECR_FORCE",
     "KUBEECR_DRY_RUN",

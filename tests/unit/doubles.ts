@@ -117,10 +117,16 @@ export class MemoryStore implements SecretStore {
       .map(({ dockerConfig: _, ...m }) => structuredClone(m));
   }
 
-  listNamespaces(): Promise<Set<string>> {
-    return Promise.resolve(
-      new Set(this.selected ?? [...this.secrets.values()].map((s) => s.namespace)),
-    );
+  /** What listNamespaces answers per selector; a selector not in it gets `selected`. */
+  readonly selections = new Map<string, Set<string>>();
+  /** The selectors listNamespaces was asked for, in order. */
+  readonly namespaceLists: string[] = [];
+
+  listNamespaces(labelSelector: string): Promise<Set<string>> {
+    this.namespaceLists.push(labelSelector);
+    const chosen = this.selections.get(labelSelector) ?? this.selected ??
+      [...this.secrets.values()].map((s) => s.namespace);
+    return Promise.resolve(new Set(chosen));
   }
 
   create(secret: NewSecret, opts: { dryRun: boolean }): Promise<CreateResult> {

@@ -18,6 +18,8 @@ const NOW = new Date("2026-11-27T12:00:00Z");
 const H1 = "123456789012.dkr.ecr.us-west-2.amazonaws.com";
 const H2 = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
 
+const ROLE_A = "arn:aws:iam::210987654321:role/ecr-pull-team-a";
+const ROLE_B = "arn:aws:iam::444444444444:role/ecr-pull-team-b";
 const status = (hosts: Record<string, HostStatus>) => formatStatus(new Map(Object.entries(hosts)));
 const S1 = { expiresAt: "2026-11-27T22:00:00Z", sha256: "fp1" };
 const S2 = { expiresAt: "2026-11-27T23:00:00Z", sha256: "fp2" };
@@ -136,6 +138,46 @@ Deno.test("decide", async (t) => {
       { hosts: [H2] },
       { due: false, reason: "fresh", expiresAt: new Date("2026-11-27T23:00:00Z") },
     ],
+    // The role map (--roles): the role that wrote a host is part of freshness.
+    [
+      "the map now serves a host through a role; the base principal wrote it",
+      { roles: new Map([[H2, ROLE_A]]) },
+      { due: true, reason: "role-changed", host: H2 },
+    ],
+    [
+      "the map moved a host to another role",
+      {
+        status: status({ [H1]: S1, [H2]: { ...S2, role: ROLE_A } }),
+        roles: new Map([[H2, ROLE_B]]),
+      },
+      { due: true, reason: "role-changed", host: H2 },
+    ],
+    [
+      "the map no longer names the host's account: back to the base principal",
+      { status: status({ [H1]: S1, [H2]: { ...S2, role: ROLE_A } }) },
+      { due: true, reason: "role-changed", host: H2 },
+    ],
+    [
+      "written by the role the map still chooses: fresh",
+      {
+        status: status({ [H1]: S1, [H2]: { ...S2, role: ROLE_A } }),
+        roles: new Map([[H2, ROLE_A]]),
+      },
+      { due: false, reason: "fresh", expiresAt: new Date("2026-11-27T22:00:00Z") },
+    ],
+    [
+      "kubeecr status has no role map: a host a role wrote is judged by its expiry alone",
+      { status: status({ [H1]: S1, [H2]: { ...S2, role: ROLE_A } }), roles: "unknown" },
+      { due: false, reason: "fresh", expiresAt: new Date("2026-11-27T22:00:00Z") },
+    ],
+    [
+      "a role that is not a string",
+      { status: `{"${H1}":{"expiresAt":"x","sha256":"y","role":7}}` },
+      {
+        due: true,
+        reason: "invalid-status",
+      },
+    ],
     ["force beats a missing status", { force: true, status: undefined }, {
       due: true,
       reason: "forced",
@@ -177,6 +219,16 @@ Deno.test("status value round-trips, compact, sorted by host, never a credential
   );
   assert.deepEqual(parseStatus(value), new Map([[H2, S2], [H1, S1]]));
   assert.equal(parseStatus("null"), undefined);
+  // A host written with a role records it; one without stays as it always was.
+  const withRole = status({ [H1]: { ...S1, role: ROLE_A }, [H2]: S2 });
+  assert.equal(
+    withRole,
+    `{"${H2}":{"expiresAt":"2026-11-27T23:00:00Z","sha256":"fp2"},"${H1}":{"expiresAt":"2026-11-27T22:00:00Z","sha256":"fp1","role":"${ROLE_A}"}}`,
+  );
+  assert.deepEqual(
+    parseStatus(withRole),
+    new Map<string, HostStatus>([[H2, S2], [H1, { ...S1, role: ROLE_A }]]),
+  );
 });
 
 Deno.test("capExpiry caps an ECR expiry beyond now + 12h + 5min and says so", () => {

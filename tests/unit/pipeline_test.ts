@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import {
+  keyString,
   type RegistryToken,
   TokenError,
   type TokenKey,
@@ -20,9 +21,14 @@ import { runOnce, type RunOptions } from "../../lib/pipeline.ts";
 import { exitCode } from "../../lib/report.ts";
 import type { StoredSecret } from "../../lib/core/store.ts";
 import { bytes, key, MemoryStore, text } from "./doubles.ts";
+import { parseRoleMap, type RoleMap } from "../../lib/core/roles.ts";
+import { statusKey } from "../../lib/core/due.ts";
+import { CannotStartError } from "../../lib/pipeline.ts";
+import { KubeApiError } from "../../lib/core/store.ts";
 
 const ANNOTATION = "deft.com/kubeecr";
 const EXPIRES_AT = "kubeecr.deft.com/expires-at";
+const STATUS = statusKey(ANNOTATION);
 const NOW = new Date("2026-11-27T12:00:00Z");
 const HOUR = 3600_000;
 const host = (item: string) => {
@@ -37,7 +43,12 @@ class FakeEcr implements TokenSource {
   readonly silent = new Set<string>();
   budget?: AbortSignal;
 
-  fetch({ region }: TokenKey): Promise<RegistryToken> {
+  /** Every key fetched, as keyString (the role included). */
+  readonly keys: string[] = [];
+
+  fetch(tokenKey: TokenKey): Promise<RegistryToken> {
+    const { region } = tokenKey;
+    this.keys.push(keyString(tokenKey));
     this.calls.set(region, (this.calls.get(region) ?? 0) + 1);
     if (this.silent.has(region)) {
       return new Promise((_, reject) =>
@@ -89,6 +100,7 @@ async function run(
   opts: Partial<RunOptions> = {},
   budget = new AbortController().signal,
   onLine: (line: string) => void = () => {},
+  roles?: RoleMap,
 ) {
   const lines: string[] = [];
   const log = new Logger({
@@ -106,6 +118,7 @@ async function run(
     log,
     now: () => NOW,
     budget,
+    ...(roles ? { roles } : {}),
   });
   return { summary, code: exitCode(summary), lines };
 }
@@ -531,4 +544,89 @@ Deno.test("a page listing a Secret twice writes it once; a rejected item is that
   assert.deepEqual(about("opaque").map((l) => [l.msg, l.reason]), [["skipped", "other type"]]);
   assert.deepEqual(about("broken").map((l) => [l.msg, l.error]), [["failed", "not base64"]]);
   assert.deepEqual(store.eventsOf({ namespace: s.namespace, name: "opaque" }), []);
+});
+
+Deno.test("role map: one namespace list per distinct selector, one token per (role, region), refusals untouched", async () => {
+  const A = "arn:aws:iam::111111111111:role/a";
+  const B = "arn:aws:iam::222222222222:role/b";
+  const map = parseRoleMap(
+    `roles:
+  - {role: "${A}", accounts: ["111111111111"], namespaceSelector: "tenant=a"}
+  - {role: "${B}", accounts: ["222222222222"], namespaceSelector: "tenant=a"}
+  - {role: "${B}", accounts: ["111111111111"], namespaceSelector: "tenant=b", namespaces: [ops]}
+`,
+    "roles.yaml",
+  );
+  const store = new MemoryStore();
+  store.selections.set("tenant=a", new Set(["ta"]));
+  store.selections.set("tenant=b", new Set(["tb"]));
+  for (let i = 0; i < 10; i++) {
+    store.add({
+      namespace: "ta",
+      name: `s${i}`,
+      annotations: { [ANNOTATION]: "111111111111/us-west-2, 222222222222/us-west-2" },
+    });
+  }
+  const ops = store.add({
+    namespace: "ops",
+    name: "pull",
+    annotations: { [ANNOTATION]: "111111111111/eu-west-1, 333333333333/eu-west-1" },
+  });
+  const refused = store.add({
+    namespace: "other",
+    name: "pull",
+    annotations: { [ANNOTATION]: "111111111111/us-west-2" },
+  });
+  const ecr = new FakeEcr();
+  const { summary, code } = await run(store, ecr, {}, undefined, undefined, map);
+
+  assert.deepEqual(store.namespaceLists, ["tenant=a", "tenant=b"]);
+  assert.deepEqual(ecr.keys.sort(), [
+    "ecr/aws/eu-west-1",
+    `ecr/aws/eu-west-1/${B}`,
+    `ecr/aws/us-west-2/${A}`,
+    `ecr/aws/us-west-2/${B}`,
+  ]);
+  assert.deepEqual([summary.refreshed, summary.failed, code], [11, 1, 1]);
+  const status = JSON.parse(store.secrets.get(key(ops))!.annotations[STATUS]);
+  assert.equal(status[host("111111111111/eu-west-1")].role, B);
+  assert.equal(status[host("333333333333/eu-west-1")].role, undefined, "not in the map: base");
+  assert.deepEqual(store.secrets.get(key(refused))!.dockerConfig, refused.dockerConfig);
+  assert.deepEqual(
+    store.events.filter((e) => e.secret.name === "pull" && e.secret.namespace === "other")
+      .map((e) => e.reason),
+    ["NotAllowedByRoleMap"],
+  );
+
+  // No selector in the map: no namespace is listed.
+  const plain = new MemoryStore();
+  pull(plain, "a", "111111111111/us-west-2");
+  await run(plain, new FakeEcr(), {}, undefined, undefined, {
+    ...map,
+    roles: [{ ...map.roles[0], namespaceSelector: undefined, namespaces: ["ns"] }],
+  });
+  assert.deepEqual(plain.namespaceLists, []);
+});
+
+Deno.test("role map: a namespaceSelector the API server refuses stops the run before any Secret (exit 2)", async () => {
+  const store = new MemoryStore();
+  pull(store, "a", "111111111111/us-west-2");
+  store.listNamespaces = () =>
+    Promise.reject(
+      new KubeApiError("list namespaces", 400, {}, "bad", { serverMessage: "unable to parse" }),
+    );
+  const map = parseRoleMap(
+    'roles: [{role: "arn:aws:iam::111111111111:role/a", accounts: ["111111111111"], ' +
+      'namespaceSelector: "tenant in (("}]',
+    "roles.yaml",
+  );
+  const ecr = new FakeEcr();
+  await assert.rejects(
+    () => run(store, ecr, {}, undefined, undefined, map),
+    (err: unknown) =>
+      err instanceof CannotStartError && err.flag === "--roles" &&
+      err.message.includes("unable to parse") && err.message.includes("roles[0]"),
+  );
+  assert.equal(ecr.total(), 0);
+  assert.equal(store.patches.length, 0);
 });

@@ -85,6 +85,18 @@ for (const c of CASES) {
   });
 }
 
+Deno.test("joinCredentials: a registry the role map serves takes its role's token and names the role", () => {
+  const ROLE = "arn:aws:iam::111111111111:role/pull";
+  const byRole = `${WEST}/${ROLE}`;
+  const tokens = new Map([[WEST, token("base")], [byRole, token("role")]]);
+  assert.deepEqual(joinCredentials([A_WEST, B_WEST], tokens, new Map([[A_WEST.host, ROLE]])), [
+    { host: A_WEST.host, role: ROLE, ...token("role") },
+    { host: B_WEST.host, ...token("base") },
+  ]);
+  assert.deepEqual(tokenKeyOf(A_WEST, ROLE), { ...tokenKeyOf(A_WEST), role: ROLE });
+  assert.equal(keyString(tokenKeyOf(A_WEST, ROLE)), byRole);
+});
+
 Deno.test("joinCredentials: a registry whose token was never fetched is a programming error", () => {
   assert.throws(
     () => joinCredentials([A_EU], new Map([[WEST, token("w")]])),

@@ -94,6 +94,9 @@ cronjob.yaml). Sorted by name; the schema admits only the program's flags.
 {{- if .Values.provision.enabled -}}
 {{- $_ := set $c "provision" (printf "%s=%s" .Values.provision.secretName .Values.provision.registries) -}}
 {{- end -}}
+{{- if .Values.roles.enabled -}}
+{{- $_ := set $c "roles" "/etc/kubeecr/roles.yaml" -}}
+{{- end -}}
 {{- range $key := keys $c | sortAlpha -}}
 {{- $v := get $c $key -}}
 {{- $value := "" -}}
