@@ -608,6 +608,28 @@ Deno.test("role map: one namespace list per distinct selector, one token per (ro
   assert.deepEqual(plain.namespaceLists, []);
 });
 
+Deno.test("role map: a full host item is its account's; public.ecr.aws is the base principal's, even under deny", async () => {
+  const A = "arn:aws:iam::111111111111:role/a";
+  const map = parseRoleMap(
+    `roles:\n  - {role: "${A}", accounts: ["111111111111"], namespaces: [ns]}\n` +
+      "otherAccounts: deny\n",
+    "roles.yaml",
+  );
+  const store = new MemoryStore();
+  const fips = "111111111111.dkr.ecr-fips.us-east-1.amazonaws.com";
+  const secret = pull(store, "mixed", `${fips}, public.ecr.aws`);
+  const denied = pull(store, "other", "333333333333/us-east-1");
+  const ecr = new FakeEcr();
+  const { summary } = await run(store, ecr, {}, undefined, undefined, map);
+
+  assert.deepEqual(ecr.keys.sort(), [`ecr-public/aws/us-east-1`, `ecr/aws/us-east-1/${A}`]);
+  assert.deepEqual([summary.refreshed, summary.failed], [1, 1]);
+  const status = JSON.parse(store.secrets.get(key(secret))!.annotations[STATUS]);
+  assert.equal(status[fips].role, A);
+  assert.equal(status["public.ecr.aws"].role, undefined);
+  assert.deepEqual(store.secrets.get(key(denied))!.dockerConfig, denied.dockerConfig);
+});
+
 Deno.test("role map: a namespaceSelector the API server refuses stops the run before any Secret (exit 2)", async () => {
   const store = new MemoryStore();
   pull(store, "a", "111111111111/us-west-2");
