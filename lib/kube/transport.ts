@@ -26,6 +26,7 @@ import {
   retryDelay,
 } from "../core/retry.ts";
 import { KubeApiError } from "../core/store.ts";
+import { Deadline } from "./deadline.ts";
 
 /** Our name towards the API server: User-Agent, field manager, event source. */
 export const COMPONENT = "kubeecr";
@@ -112,9 +113,14 @@ export class KubeApi {
     const where = KubeApiError.describeTarget(target);
     for (let attempt = 1;; attempt++) {
       this.#checkBudget(operation, where);
-      const deadline = AbortSignal.timeout(this.#opts.requestTimeoutMs);
-      const signal = AbortSignal.any([this.#opts.budget, deadline]);
-      const tried = await this.#attempt(operation, target, req, read, deadline, signal);
+      // The deadline covers the answer's body too: released once read() is done.
+      const deadline = new Deadline(this.#opts.budget, this.#opts.requestTimeoutMs);
+      let tried;
+      try {
+        tried = await this.#attempt(operation, target, req, read, deadline);
+      } finally {
+        deadline.release();
+      }
       if ("answer" in tried) return tried.answer;
       const failure = tried.failure;
       const delay = retryDelay(attempt, backoff, failure.retryAfterMs, Math.random());
@@ -137,8 +143,7 @@ export class KubeApi {
     target: SecretRef | { namespace?: string },
     req: Request,
     read: (res: Response) => Promise<T>,
-    deadline: AbortSignal,
-    signal: AbortSignal,
+    deadline: Deadline,
   ): Promise<
     { answer: Answer<T> } | { failure: { why: string; status?: number; retryAfterMs?: number } }
   > {
@@ -150,19 +155,19 @@ export class KubeApi {
         headers: await this.#headers(req),
         body: req.body === undefined ? undefined : JSON.stringify(req.body),
         client: this.#client,
-        signal,
+        signal: deadline.signal,
       });
     } catch (err) {
       this.#checkBudget(operation, where);
       if (err instanceof KubeConfigError || err instanceof KubeApiError) throw err;
       // A certificate problem is the same on every attempt: said at once.
-      const tls = deadline.aborted ? undefined : certificateProblem(err, this.#access);
+      const tls = deadline.expired ? undefined : certificateProblem(err, this.#access);
       if (tls) {
         throw new KubeApiError(operation, undefined, target, `${operation} ${where}: ${tls}`);
       }
       return {
         failure: {
-          why: deadline.aborted
+          why: deadline.expired
             ? `no answer within --request-timeout ${this.#opts.requestTimeoutMs / 1000}s`
             : networkProblem(err, this.#access),
         },
@@ -179,7 +184,7 @@ export class KubeApi {
         // corrupt gzip stream): not "no answer", and worth another try.
         return {
           failure: {
-            why: deadline.aborted
+            why: deadline.expired
               ? `the answer (HTTP ${res.status}) did not finish within --request-timeout ${
                 this.#opts.requestTimeoutMs / 1000
               }s`
