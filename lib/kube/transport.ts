@@ -54,6 +54,7 @@ export interface TransportOptions extends TransportConfig {
 export interface Request {
   method: "GET" | "POST" | "PATCH";
   path: string;
+  /** Encoded once per object (KubeApi's cache): never changed after it is passed. */
   query?: Record<string, string | number | undefined>;
   body?: unknown;
   contentType?: string;
@@ -78,10 +79,25 @@ export class KubeApi {
   readonly #client: Deno.HttpClient;
   readonly #opts: TransportOptions;
   readonly #exec?: ExecCredentials;
+  /**
+   * Encoded query strings by query object: the callers' constant queries (a
+   * patch's fieldManager) are encoded once, not once per request.
+   */
+  readonly #queries = new WeakMap<object, string>();
+  /** The Authorization value when it never changes (none, token, basic); null: ask each time. */
+  readonly #fixedAuth: string | undefined | null;
 
   constructor(access: ClusterAccess, opts: TransportOptions) {
     this.#access = access;
     this.#opts = opts;
+    const auth = access.auth;
+    this.#fixedAuth = auth.kind === "none"
+      ? undefined
+      : auth.kind === "token"
+      ? `Bearer ${auth.token}`
+      : auth.kind === "basic"
+      ? `Basic ${new TextEncoder().encode(`${auth.username}:${auth.password}`).toBase64()}`
+      : null;
     this.#client = Deno.createHttpClient({
       caCerts: access.caCerts,
       ...(access.clientCert ?? {}),
@@ -213,22 +229,31 @@ export class KubeApi {
   }
 
   #url(req: Request): string {
-    const query = new URLSearchParams();
-    for (const [k, v] of Object.entries(req.query ?? {})) {
-      if (v !== undefined && v !== "") query.set(k, String(v));
+    if (!req.query) return `${this.#access.server}${req.path}`;
+    let q = this.#queries.get(req.query);
+    if (q === undefined) {
+      const query = new URLSearchParams();
+      for (const [k, v] of Object.entries(req.query)) {
+        if (v !== undefined && v !== "") query.set(k, String(v));
+      }
+      q = query.toString();
+      this.#queries.set(req.query, q);
     }
-    const q = query.toString();
     return `${this.#access.server}${req.path}${q ? `?${q}` : ""}`;
   }
 
-  async #headers(req: Request): Promise<Headers> {
-    const h = new Headers({
+  /**
+   * A plain record: fetch builds its header list from it once, where a
+   * Headers object of ours was built, validated and then copied again.
+   */
+  async #headers(req: Request): Promise<Record<string, string>> {
+    const h: Record<string, string> = {
       Accept: req.accept ?? "application/json",
       "User-Agent": COMPONENT,
-    });
-    if (req.body !== undefined) h.set("Content-Type", req.contentType ?? "application/json");
-    const auth = await this.#authorization();
-    if (auth) h.set("Authorization", auth);
+    };
+    if (req.body !== undefined) h["Content-Type"] = req.contentType ?? "application/json";
+    const auth = this.#fixedAuth === null ? await this.#authorization() : this.#fixedAuth;
+    if (auth) h.Authorization = auth;
     return h;
   }
 
