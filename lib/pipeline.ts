@@ -51,6 +51,7 @@ export type RunOptions = Pick<
   | "concurrency"
   | "timeoutMs"
   | "checkSecretTypes"
+  | "events"
 >;
 
 /** Writes attempted per Secret when it keeps changing under us (409). */
@@ -110,6 +111,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
       log,
       opts.dryRun,
       !(opts.dryRun || deps.budget.aborted || stopping()),
+      opts.events,
     );
   };
 

@@ -20,6 +20,7 @@ const DEFAULTS: Config = {
   refreshWindowMs: 6 * 3600_000,
   force: false,
   dryRun: false,
+  events: "all",
   concurrency: 4,
   pageSize: 500,
   requestTimeoutMs: 15_000,
