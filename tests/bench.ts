@@ -203,6 +203,7 @@ const { body: review } = await kube.json<{ status: { userInfo: { username: strin
 const ADMIN = review.status.userInfo.username;
 const counter = connectionCounter();
 log("building the Go reference client");
+let goVersion = "";
 const goReference = await buildGoReference();
 
 /** Where the audit log stood: its file (by inode) and size. */
@@ -438,7 +439,6 @@ async function buildGoReference(): Promise<string> {
   goVersion = new TextDecoder().decode(version.stdout).trim().replace(/^go version /, "");
   return out;
 }
-let goVersion = "";
 
 // --- scenarios ---------------------------------------------------------------
 
@@ -828,10 +828,10 @@ print("| scenario | side | wall s | CPU s | peak RSS MiB | requests | ECR calls 
 print("| --- | --- | --- | --- | --- | --- | --- | --- |");
 const span = (x: Side, f: (s: Sample) => number, fmt: (v: number) => string) => {
   const v = x.samples.map(f);
-  const spread = Math.max(...v) / Math.min(...v) - 1;
-  return `${fmt(median(v))} (${fmt(Math.min(...v))}–${fmt(Math.max(...v))}, ±${
-    (spread * 50).toFixed(0)
-  }%)`;
+  const [lo, hi] = [Math.min(...v), Math.max(...v)];
+  // ± half the range, relative to the smallest: "–" where that is zero.
+  const spread = lo > 0 ? `±${((hi / lo - 1) * 50).toFixed(0)}%` : "–";
+  return `${fmt(median(v))} (${fmt(lo)}–${fmt(hi)}, ${spread})`;
 };
 for (const s of scenarios) {
   for (const x of s.sides) {
