@@ -70,6 +70,7 @@ const { values: flags } = parseArgs({
   args: Deno.args,
   options: {
     quick: { type: "boolean", default: false },
+    lean: { type: "boolean", default: false },
     rounds: { type: "string" },
     secrets: { type: "string" },
     others: { type: "string" },
@@ -90,6 +91,8 @@ if (flags.help) {
 
   --quick              200 Secrets, 2,000 others, 10 large, 10 big, scale 0, 2 rounds
                        (about a minute)
+  --lean               only the KubeECR sides (this checkout and --compare's), no reference
+                       and no connection count: before/after a change, when time is short
   --rounds N           measured rounds of a full refresh (default 3; 2 with --quick); a
                        no-op gets 5/3 as many, cold start 10/3 (issue 19: 3, 5, 10)
   --secrets N          annotated Secrets, one per namespace (default 2000)
@@ -467,6 +470,13 @@ interface Scenario {
 
 const scenarios: Scenario[] = [];
 
+/** With --lean, only the KubeECR sides without extra flags: this checkout and --compare's. */
+function lean(sides: Side[]): Side[] {
+  return flags.lean
+    ? sides.filter((x) => x.program === "kubeecr" && !x.label.includes("--"))
+    : sides;
+}
+
 function side(label: string, run: Runner): Side {
   return { label, program: label.startsWith(KE) ? "kubeecr" : "reference", run, samples: [] };
 }
@@ -483,6 +493,8 @@ async function measureScenario(s: Scenario, opts: { warmUp?: boolean } = {}) {
     for (const x of s.sides) await x.run(s.written);
   }
   if (!wanted(s.id)) return;
+  s.sides = lean(s.sides);
+  if (flags.lean) s.connections = false;
   scenarios.push(s);
   const rounds = s.rounds ?? ROUNDS;
   for (let round = 0; round < rounds; round++) {
@@ -809,6 +821,13 @@ print();
 print("| scenario | KubeECR | Go client | ratio |");
 print("| --- | --- | --- | --- |");
 for (const s of scenarios) {
+  if (flags.lean) {
+    // Only KubeECRs: each checkout's ratio is to this one's.
+    const [k, ...others] = s.sides;
+    print(`| ${s.title} | ${cell(k)} | | |`);
+    for (const x of others) print(`| same, ${x.label} | ${cell(x)} | | ${ratios(x, k)} of ${KE} |`);
+    continue;
+  }
   const [k, r, ...variants] = s.sides;
   print(`| ${s.title} | ${cell(k)} | ${cell(r)} | ${ratios(k, r)} |`);
   for (const v of variants) {
@@ -952,7 +971,8 @@ const others = sideOf("noop-others", KE);
 if (others) {
   // ⌈N/500⌉, plus the empty last page the server answers when N is a multiple
   // of 500 and other Secrets sort after the last match: the Go client's count.
-  const want = Math.max(Math.ceil(SECRETS / PAGE), med(sideOf("noop-others", GO)!, lists));
+  const goOthers = sideOf("noop-others", GO);
+  const want = Math.max(Math.ceil(SECRETS / PAGE), goOthers ? med(goOthers, lists) : 0);
   targets.push([`noop-others: wall ≤ 1.0 s (issue 10)`, wallOf(others) <= 1.0]);
   targets.push([
     `noop-others: ${want} list requests (⌈${SECRETS}/${PAGE}⌉, or the Go client's), saw ${
