@@ -63,6 +63,7 @@ export type RunOptions = Pick<
   | "timeoutMs"
   | "checkSecretTypes"
   | "provision"
+  | "events"
 >;
 
 /** Writes attempted per Secret when it keeps changing under us (409). */
@@ -122,6 +123,7 @@ export async function runOnce(opts: RunOptions, deps: Deps): Promise<Summary> {
       log,
       opts.dryRun,
       !(opts.dryRun || deps.budget.aborted || stopping()),
+      opts.events,
     );
   };
 

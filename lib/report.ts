@@ -76,6 +76,8 @@ export async function reportOutcome(
   dryRun: boolean,
   /** Record the event; false once the budget is spent or the run is stopping. */
   withEvent = !dryRun,
+  /** --events: "warnings" records no Normal Refreshed Event (the line above says it). */
+  events: "all" | "warnings" = "all",
 ): Promise<void> {
   const secret = refString(o.secret);
   switch (o.kind) {
@@ -99,6 +101,7 @@ export async function reportOutcome(
       break;
   }
   if (dryRun || !withEvent) return;
+  if (o.kind === "refreshed" && events === "warnings") return;
   const event = o.kind === "refreshed" ? secretEvent("Refreshed", o) : secretEvent(o.reason, o);
   try {
     await store.recordEvent({ ...o.secret, uid }, event);

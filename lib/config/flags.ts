@@ -151,6 +151,17 @@ export const FLAGS = {
     accepts: BOOL_FORM,
     parse: parseBool,
   }),
+  events: def({
+    field: "events",
+    name: "events",
+    kind: "string",
+    arg: "<which>",
+    default: "all",
+    help: "Which Events to record: all, or warnings (no Normal Refreshed Event; the log line " +
+      "and the status annotations still say it). warnings halves the writes of a large cluster.",
+    accepts: "all or warnings",
+    parse: (raw) => oneOf(raw, ["all", "warnings"] as const),
+  }),
   concurrency: def({
     field: "concurrency",
     name: "concurrency",

@@ -2,8 +2,21 @@
 
 /** RFC 3339 in UTC without milliseconds, e.g. "2026-11-27T21:00:00Z". */
 export function formatTime(d: Date): string {
-  return d.toISOString().replace(/\.\d{3}Z$/, "Z");
+  // A run formats the same few seconds over and over: the run's now and each
+  // token's expiry for every Secret (annotations, log line, event message),
+  // the current second for every log line. Each second is formatted once.
+  const second = Math.floor(d.getTime() / 1000);
+  let text = FORMATTED.get(second);
+  if (text === undefined) {
+    text = d.toISOString().replace(/\.\d{3}Z$/, "Z");
+    if (FORMATTED.size >= 256) FORMATTED.clear();
+    FORMATTED.set(second, text);
+  }
+  return text;
 }
+
+/** Seconds since the epoch → formatTime's text; bounded, cleared when full. */
+const FORMATTED = new Map<number, string>();
 
 // RFC 3339 date-time: Temporal is lenient about the separator and the
 // offset's form; this keeps the accepted text to what RFC 3339 allows.

@@ -210,6 +210,10 @@ const annotatedWith = (annotation: string) => (metadata: unknown) => {
   return typeof annotations === "object" && annotations !== null && annotation in annotations;
 };
 
+/** Constant, so the transport encodes each once (KubeApi's query cache). */
+const PATCH_QUERY = { fieldManager: COMPONENT };
+const DRY_RUN_PATCH_QUERY = { fieldManager: COMPONENT, dryRun: "All" };
+
 function secretPath(ref: SecretRef): string {
   return `/api/v1/namespaces/${encodeURIComponent(ref.namespace)}/secrets/${
     encodeURIComponent(ref.name)
@@ -350,7 +354,7 @@ export class KubeSecretStore implements SecretStore {
     const answer = await this.#api.call("patch", ref, {
       method: "PATCH",
       path: secretPath(ref),
-      query: { fieldManager: COMPONENT, dryRun: opts.dryRun ? "All" : undefined },
+      query: opts.dryRun ? DRY_RUN_PATCH_QUERY : PATCH_QUERY,
       contentType: "application/merge-patch+json",
       body: {
         metadata: { resourceVersion: update.resourceVersion, annotations: update.annotations },

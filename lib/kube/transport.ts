@@ -26,6 +26,7 @@ import {
   retryDelay,
 } from "../core/retry.ts";
 import { KubeApiError } from "../core/store.ts";
+import { Deadline } from "./deadline.ts";
 
 /** Our name towards the API server: User-Agent, field manager, event source. */
 export const COMPONENT = "kubeecr";
@@ -53,6 +54,7 @@ export interface TransportOptions extends TransportConfig {
 export interface Request {
   method: "GET" | "POST" | "PATCH";
   path: string;
+  /** Encoded once per object (KubeApi's cache): never changed after it is passed. */
   query?: Record<string, string | number | undefined>;
   body?: unknown;
   contentType?: string;
@@ -77,10 +79,25 @@ export class KubeApi {
   readonly #client: Deno.HttpClient;
   readonly #opts: TransportOptions;
   readonly #exec?: ExecCredentials;
+  /**
+   * Encoded query strings by query object: the callers' constant queries (a
+   * patch's fieldManager) are encoded once, not once per request.
+   */
+  readonly #queries = new WeakMap<object, string>();
+  /** The Authorization value when it never changes (none, token, basic); null: ask each time. */
+  readonly #fixedAuth: string | undefined | null;
 
   constructor(access: ClusterAccess, opts: TransportOptions) {
     this.#access = access;
     this.#opts = opts;
+    const auth = access.auth;
+    this.#fixedAuth = auth.kind === "none"
+      ? undefined
+      : auth.kind === "token"
+      ? `Bearer ${auth.token}`
+      : auth.kind === "basic"
+      ? `Basic ${new TextEncoder().encode(`${auth.username}:${auth.password}`).toBase64()}`
+      : null;
     this.#client = Deno.createHttpClient({
       caCerts: access.caCerts,
       ...(access.clientCert ?? {}),
@@ -112,9 +129,14 @@ export class KubeApi {
     const where = KubeApiError.describeTarget(target);
     for (let attempt = 1;; attempt++) {
       this.#checkBudget(operation, where);
-      const deadline = AbortSignal.timeout(this.#opts.requestTimeoutMs);
-      const signal = AbortSignal.any([this.#opts.budget, deadline]);
-      const tried = await this.#attempt(operation, target, req, read, deadline, signal);
+      // The deadline covers the answer's body too: released once read() is done.
+      const deadline = new Deadline(this.#opts.budget, this.#opts.requestTimeoutMs);
+      let tried;
+      try {
+        tried = await this.#attempt(operation, target, req, read, deadline);
+      } finally {
+        deadline.release();
+      }
       if ("answer" in tried) return tried.answer;
       const failure = tried.failure;
       const delay = retryDelay(attempt, backoff, failure.retryAfterMs, Math.random());
@@ -137,8 +159,7 @@ export class KubeApi {
     target: SecretRef | { namespace?: string },
     req: Request,
     read: (res: Response) => Promise<T>,
-    deadline: AbortSignal,
-    signal: AbortSignal,
+    deadline: Deadline,
   ): Promise<
     { answer: Answer<T> } | { failure: { why: string; status?: number; retryAfterMs?: number } }
   > {
@@ -150,19 +171,19 @@ export class KubeApi {
         headers: await this.#headers(req),
         body: req.body === undefined ? undefined : JSON.stringify(req.body),
         client: this.#client,
-        signal,
+        signal: deadline.signal,
       });
     } catch (err) {
       this.#checkBudget(operation, where);
       if (err instanceof KubeConfigError || err instanceof KubeApiError) throw err;
       // A certificate problem is the same on every attempt: said at once.
-      const tls = deadline.aborted ? undefined : certificateProblem(err, this.#access);
+      const tls = deadline.expired ? undefined : certificateProblem(err, this.#access);
       if (tls) {
         throw new KubeApiError(operation, undefined, target, `${operation} ${where}: ${tls}`);
       }
       return {
         failure: {
-          why: deadline.aborted
+          why: deadline.expired
             ? `no answer within --request-timeout ${this.#opts.requestTimeoutMs / 1000}s`
             : networkProblem(err, this.#access),
         },
@@ -179,7 +200,7 @@ export class KubeApi {
         // corrupt gzip stream): not "no answer", and worth another try.
         return {
           failure: {
-            why: deadline.aborted
+            why: deadline.expired
               ? `the answer (HTTP ${res.status}) did not finish within --request-timeout ${
                 this.#opts.requestTimeoutMs / 1000
               }s`
@@ -208,22 +229,31 @@ export class KubeApi {
   }
 
   #url(req: Request): string {
-    const query = new URLSearchParams();
-    for (const [k, v] of Object.entries(req.query ?? {})) {
-      if (v !== undefined && v !== "") query.set(k, String(v));
+    if (!req.query) return `${this.#access.server}${req.path}`;
+    let q = this.#queries.get(req.query);
+    if (q === undefined) {
+      const query = new URLSearchParams();
+      for (const [k, v] of Object.entries(req.query)) {
+        if (v !== undefined && v !== "") query.set(k, String(v));
+      }
+      q = query.toString();
+      this.#queries.set(req.query, q);
     }
-    const q = query.toString();
     return `${this.#access.server}${req.path}${q ? `?${q}` : ""}`;
   }
 
-  async #headers(req: Request): Promise<Headers> {
-    const h = new Headers({
+  /**
+   * A plain record: fetch builds its header list from it once, where a
+   * Headers object of ours was built, validated and then copied again.
+   */
+  async #headers(req: Request): Promise<Record<string, string>> {
+    const h: Record<string, string> = {
       Accept: req.accept ?? "application/json",
       "User-Agent": COMPONENT,
-    });
-    if (req.body !== undefined) h.set("Content-Type", req.contentType ?? "application/json");
-    const auth = await this.#authorization();
-    if (auth) h.set("Authorization", auth);
+    };
+    if (req.body !== undefined) h["Content-Type"] = req.contentType ?? "application/json";
+    const auth = this.#fixedAuth === null ? await this.#authorization() : this.#fixedAuth;
+    if (auth) h.Authorization = auth;
     return h;
   }
 

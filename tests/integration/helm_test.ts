@@ -475,6 +475,8 @@ const CASES: Case[] = [
   { key: "force", value: true, accepted: true, field: "force", parsed: true },
   { key: "force", value: "yes", accepted: false },
   { key: "dryRun", value: true, accepted: true, field: "dryRun", parsed: true },
+  { key: "events", value: "warnings", accepted: true, field: "events", parsed: "warnings" },
+  { key: "events", value: "none", accepted: false },
   { key: "concurrency", value: 8, accepted: true, field: "concurrency", parsed: 8 },
   { key: "concurrency", value: 0, accepted: false },
   { key: "concurrency", value: 33, accepted: false },

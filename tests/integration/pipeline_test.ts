@@ -209,6 +209,29 @@ Deno.test("--dry-run changes nothing and records no event, but sends the patch w
   assert.equal(patches[0].responseStatus?.code, 200);
 });
 
+Deno.test("--events warnings: a refreshed Secret gets no Normal event but its line and status; a failure still its Warning", async () => {
+  await using ecr = startEcrProxy(env.motoUrl);
+  ecr.fail("eu-central-1");
+  const ns = await freshNamespace(env, "events-warnings");
+  await createSecret(env, ns, { name: "pull", registries: "123456789012/us-west-2" });
+  await createSecret(env, ns, { name: "denied", registries: "123456789012/eu-central-1" });
+
+  const run = await runKubeecr(env, ["--namespace", ns, "--events=warnings", ...JSON_LOG], {
+    aws: ecr.awsEnv,
+  });
+
+  assert.equal(run.code, 1, run.stdout + run.stderr);
+  const pull = await readSecret(env, ns, "pull");
+  assert.equal(linesAbout(run, ns, "pull")[0]?.msg, "refreshed");
+  assert.match(pull.metadata?.annotations?.[REFRESHED_AT] ?? "", RFC3339_UTC);
+  assert.ok(dockerConfigOf(pull).auths[hostOf("123456789012/us-west-2")]?.password);
+  assert.deepEqual(await eventsFor(env, pull), []);
+  const denied = await readSecret(env, ns, "denied");
+  assert.equal(linesAbout(run, ns, "denied")[0]?.msg, "failed");
+  const warnings = (await eventsFor(env, denied)).map((e) => `${e.type} ${e.reason}`);
+  assert.deepEqual(warnings, ["Warning RefreshFailed"]);
+});
+
 Deno.test("--selector narrows the list on the server and leaves unlabelled Secrets alone", async () => {
   await using ecr = startEcrProxy(env.motoUrl);
   const ns = await freshNamespace(env, "selector");

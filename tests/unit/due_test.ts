@@ -245,6 +245,10 @@ Deno.test("capExpiry caps an ECR expiry beyond now + 12h + 5min and says so", ()
 Deno.test("formatTime is RFC 3339 UTC without milliseconds", () => {
   assert.equal(formatTime(new Date("2026-11-27T21:00:00.999Z")), "2026-11-27T21:00:00Z");
   assert.equal(formatTime(new Date("2026-11-27T23:00:00+02:00")), "2026-11-27T21:00:00Z");
+  // Formatted once per second and remembered: another millisecond, the same text; the next second, its own.
+  assert.equal(formatTime(new Date("2026-11-27T21:00:00.001Z")), "2026-11-27T21:00:00Z");
+  assert.equal(formatTime(new Date("2026-11-27T21:00:01.000Z")), "2026-11-27T21:00:01Z");
+  assert.equal(formatTime(new Date("1969-12-31T23:59:59.500Z")), "1969-12-31T23:59:59Z");
 });
 
 Deno.test("parseTime round-trips formatTime", () => {

@@ -89,6 +89,7 @@ const OPTIONS: RunOptions = {
   refreshWindowMs: 6 * HOUR,
   force: false,
   dryRun: false,
+  events: "all",
   concurrency: 4,
   timeoutMs: 60_000,
   checkSecretTypes: true,
@@ -341,6 +342,23 @@ Deno.test("a dry run writes nothing and records no events", async () => {
   assert.equal(store.secrets.get(key(s))!.resourceVersion, s.resourceVersion);
   assert.deepEqual(store.events, []);
   assert.ok(lines.some((l) => JSON.parse(l).msg === "would refresh"));
+});
+
+Deno.test("--events warnings: no Refreshed event, the line and the write as before; a Warning still recorded", async () => {
+  const store = new MemoryStore();
+  const ecr = new FakeEcr();
+  const ok = pull(store, "ok", "111111111111/us-west-2");
+  const bad = pull(store, "bad", "not-an-account/us-west-2");
+
+  const { summary, lines } = await run(store, ecr, { events: "warnings" });
+
+  assert.equal(summary.refreshed, 1);
+  assert.equal(summary.failed, 1);
+  assert.deepEqual(store.eventsOf(ok), []);
+  assert.deepEqual(store.eventsOf(bad), [{ type: "Warning", reason: "InvalidAnnotation" }]);
+  assert.ok(store.auths(ok)["111111111111.dkr.ecr.us-west-2.amazonaws.com"]?.password);
+  const refreshed = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === "refreshed");
+  assert.deepEqual(refreshed.map((l) => l.secret), ["ns/ok"]);
 });
 
 Deno.test("no log line shows a token password or its auth form", async () => {

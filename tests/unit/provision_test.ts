@@ -37,6 +37,7 @@ const OPTIONS: RunOptions = {
   timeoutMs: 60_000,
   checkSecretTypes: false,
   provision: { secretName: "ecr-pull", value: VALUE },
+  events: "all",
 };
 
 async function run(store: MemoryStore, opts: Partial<RunOptions> = {}) {

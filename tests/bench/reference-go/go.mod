@@ -1,0 +1,3 @@
+module kubeecr.deft.com/bench/reference
+
+go 1.26
