@@ -446,6 +446,20 @@ const CASES: Case[] = [
     parsed: { secretName: "ecr-pull", value: "123456789012/us-west-2, 210987654321/eu-central-1" },
     with: { namespaceSelector: "env=prod" },
   },
+  {
+    key: "provision",
+    // Every item form the annotation takes: ECR Public and complete (FIPS, dual-stack) hosts.
+    value: "ecr-pull=public.ecr.aws, 123456789012.dkr.ecr-fips.us-east-1.amazonaws.com, " +
+      "123456789012.dkr-ecr.us-west-2.on.aws",
+    accepted: true,
+    field: "provision",
+    parsed: {
+      secretName: "ecr-pull",
+      value: "public.ecr.aws, 123456789012.dkr.ecr-fips.us-east-1.amazonaws.com, " +
+        "123456789012.dkr-ecr.us-west-2.on.aws",
+    },
+    with: { namespaceSelector: "env=prod" },
+  },
   ...["ecr-pull", "Ecr=123456789012/us-west-2", "ecr-pull=123456789/us-west-2", "p=us-west-2"].map(
     (value): Case => ({
       key: "provision",
