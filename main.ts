@@ -332,24 +332,16 @@ async function main(): Promise<number> {
 
   const log = new Logger({ format: config.logFormat, level: config.logLevel, write: stdoutLine });
   if (config.kube.mode === "in-cluster") dropProxyVariables(log);
-  if (config.proxy) {
-    try {
-      checkProxyAllowed(config.proxy);
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      log.error("cannot start", { error: err.message });
-      return err.exitCode;
-    }
-  }
   let roles: RoleMap | undefined;
-  if (config.roles) {
-    try {
-      roles = await readRoleMap(config.roles);
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      log.error("cannot start", { error: err.message });
-      return err.exitCode;
-    }
+  try {
+    if (config.proxy) checkProxyAllowed(config.proxy);
+    if (config.roles) roles = await readRoleMap(config.roles);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    log.error("cannot start", { error: err.message });
+    return err.exitCode;
+  }
+  if (roles) {
     log.info("role map", {
       path: config.roles,
       roles: roles.roles.length,
