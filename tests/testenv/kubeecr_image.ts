@@ -24,7 +24,7 @@ const REPO = new URL("../../", import.meta.url).pathname;
 export const SMOKE_REF = "ghcr.io/deft/kubeecr:smoke";
 
 /** The Dockerfile's compile flags, as deno run takes them (dockerfile_test pins the Dockerfile's). */
-const RUN_FLAGS = ["-P=cronjob", "--v8-flags=--max-semi-space-size=1", "--no-code-cache"];
+const RUN_FLAGS = ["-P=cronjob", "--v8-flags=--max-semi-space-size=1,--heap-growing-percent=50", "--no-code-cache"];
 
 /** Shared libraries `binary` needs, from ldd: absolute paths. */
 async function librariesOf(binary: string): Promise<string[]> {
