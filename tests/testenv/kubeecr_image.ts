@@ -23,8 +23,15 @@ import { cacheDir, exists, run, sha256Hex } from "./util.ts";
 const REPO = new URL("../../", import.meta.url).pathname;
 export const SMOKE_REF = "ghcr.io/deft/kubeecr:smoke";
 
-/** The Dockerfile's compile flags, as deno run takes them (dockerfile_test pins the Dockerfile's). */
-const RUN_FLAGS = ["-P=cronjob", "--v8-flags=--max-semi-space-size=1,--heap-growing-percent=50", "--no-code-cache"];
+/**
+ * The compile task's flags that deno run takes too (permissions, V8 flags,
+ * code cache), read from deno.json so they are written in one place; the
+ * Dockerfile's are pinned to the same task by dockerfile_test.
+ */
+const RUN_FLAGS: string[] = (JSON.parse(await Deno.readTextFile(`${REPO}deno.json`)).tasks
+  .compile as string).split(/\s+/).filter((f) =>
+    f.startsWith("-P=") || f.startsWith("--v8-flags=") || f === "--no-code-cache"
+  );
 
 /** Shared libraries `binary` needs, from ldd: absolute paths. */
 async function librariesOf(binary: string): Promise<string[]> {
