@@ -361,7 +361,7 @@ class Scanner {
         const raw = this.text.slice(keyStart + 1, keyEnd - 1);
         members.push({
           // Unescaped only when it has escapes: most keys are plain host names.
-          key: raw.includes("\\") ? JSON.parse(`"${raw}"`) : raw,
+          key: raw.includes("\\") ? JSON.parse(this.text.slice(keyStart, keyEnd)) : raw,
           keyStart,
           keyEnd,
           value,
@@ -396,17 +396,14 @@ class Scanner {
         this.#pos = i;
         this.#fail("control character inside a string (escape it)");
       }
-      if (c === 0x5c) {
-        const e = t[i + 1];
-        if (e === "u" && /^[0-9a-fA-F]{4}$/.test(t.slice(i + 2, i + 6))) i += 6;
-        else if (e !== undefined && '"\\/bfnrt'.includes(e)) i += 2;
-        else {
-          this.#pos = i;
-          this.#fail("invalid escape in a string");
-        }
-        continue;
+      // The only character PLAIN stops at that is left: a backslash.
+      const e = t[i + 1];
+      if (e === "u" && /^[0-9a-fA-F]{4}$/.test(t.slice(i + 2, i + 6))) i += 6;
+      else if (e !== undefined && '"\\/bfnrt'.includes(e)) i += 2;
+      else {
+        this.#pos = i;
+        this.#fail("invalid escape in a string");
       }
-      i++;
     }
     this.#pos = i + 1;
   }
