@@ -45,3 +45,17 @@ Deno.test("Dockerfile: PROXY_HOST adds exactly one host to the cronjob set befor
     "before the compile step",
   );
 });
+
+Deno.test("release workflow: its deno compile has the compile task's V8 and code-cache flags", async () => {
+  // The released binaries take the `local` permission set (they run outside
+  // a cluster too) and --frozen, but must be tuned as the image's binary is.
+  const workflow = await Deno.readTextFile(new URL(".github/workflows/release.yml", repo));
+  const compiles = workflow.split("\n").filter((l) => /^\s*deno compile\b/.test(l));
+  assert.equal(compiles.length, 1, `one deno compile in release.yml: ${compiles}`);
+  const runtimeFlags = (words: string[]) =>
+    words.filter((w) => w.startsWith("--v8-flags=") || w === "--no-code-cache");
+  assert.deepEqual(
+    runtimeFlags(compiles[0].trim().split(/\s+/)),
+    runtimeFlags(task.split(/\s+/)),
+  );
+});
